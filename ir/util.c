@@ -24,7 +24,13 @@ void mor_err_prefix(mor_err *e, const char *fmt, ...) {
   vsnprintf(pre, sizeof pre, fmt, ap);
   va_end(ap);
   memcpy(old, e->msg, sizeof old);
-  snprintf(e->msg, sizeof e->msg, "%s: %s", pre, old);
+  size_t np = strlen(pre), no = strlen(old);
+  if (np > sizeof e->msg - 3) np = sizeof e->msg - 3;
+  if (no > sizeof e->msg - 3 - np) no = sizeof e->msg - 3 - np;
+  memcpy(e->msg, pre, np);
+  memcpy(e->msg + np, ": ", 2);
+  memcpy(e->msg + np + 2, old, no);
+  e->msg[np + 2 + no] = 0;
 }
 
 void mor_warnf(const char *fmt, ...) {
