@@ -1,0 +1,172 @@
+/* cmd_run.c: `morc dump` (print the IR of a model or IR file) and
+ * `morc run` (execute a model on token ids, write logits and depths). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/ref/ref.h"
+#include "runtime/npy.h"
+#include "tools/cli.h"
+#include "tools/commands.h"
+
+static const char *usage_dump =
+    "usage: morc dump MODEL [-o FILE]\n"
+    "\n"
+    "Print the high-level IR of MODEL (a model.json / HF config.json, or a .mor IR file,\n"
+    "which is parsed, verified and printed again).\n"
+    "\n"
+    "options:\n"
+    "  -o FILE             write to FILE instead of standard output\n"
+    "  -h, --help          show this help\n";
+
+static const char *usage_run =
+    "usage: morc run MODEL --tokens IDS [options]\n"
+    "\n"
+    "Run MODEL (model.json or HF config.json) on the token ids IDS and write the logits.\n"
+    "\n"
+    "options:\n"
+    "  --backend ref       the backend (ref: the reference interpreter)\n"
+    "  --tokens IDS        comma-separated token ids, e.g. 1,2,3\n"
+    "  --chunks SIZES      split the tokens into successive forward calls of these sizes\n"
+    "                      (e.g. 4,1,1: a 4-token prefill then two 1-token decode steps);\n"
+    "                      the sizes must add up to the number of tokens (default: one call)\n"
+    "  --logits FILE.npy   write float32 logits [T, V] in NumPy .npy format\n"
+    "  --depths FILE       write, per token, the number of recursions it ran (one per line)\n"
+    "  -h, --help          show this help\n";
+
+int morc_cmd_dump(int argc, char **argv) {
+  const char *model = NULL, *out = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_dump, stdout);
+      return 0;
+    } else if (!strcmp(a, "-o")) {
+      if (++i >= argc) return morc_die_usage("dump", "%s needs a file name", a);
+      out = argv[i];
+    } else if (a[0] == '-' && a[1]) {
+      return morc_die_usage("dump", "unknown option '%s'", a);
+    } else if (model) {
+      return morc_die_usage("dump", "unexpected argument '%s' (one MODEL only)", a);
+    } else {
+      model = a;
+    }
+  }
+  if (!model) return morc_die_usage("dump", "%s", "missing MODEL");
+  mor_err e = {{0}};
+  mor_config *cfg;
+  mor_weights *w;
+  mor_module *m = morc_load_any(model, &cfg, &w, &e);
+  if (!m) return morc_fail(&e);
+  mor_buf b = {0};
+  mor_print_module(&b, m);
+  int rc = morc_write_text_output(out, &b, &e) == 0 ? 0 : morc_fail(&e);
+  mor_buf_free(&b);
+  mor_module_free(m);
+  mor_weights_free(w);
+  mor_config_free(cfg);
+  return rc;
+}
+
+int morc_cmd_run(int argc, char **argv) {
+  const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
+             *depths_path = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    const char **slot = NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_run, stdout);
+      return 0;
+    } else if (!strcmp(a, "--backend")) slot = &backend;
+    else if (!strcmp(a, "--tokens")) slot = &tokens_s;
+    else if (!strcmp(a, "--chunks")) slot = &chunks_s;
+    else if (!strcmp(a, "--logits")) slot = &logits_path;
+    else if (!strcmp(a, "--depths")) slot = &depths_path;
+    else if (a[0] == '-' && a[1]) return morc_die_usage("run", "unknown option '%s'", a);
+    else if (model) return morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
+    else model = a;
+    if (slot) {
+      if (++i >= argc) return morc_die_usage("run", "%s needs a value", a);
+      *slot = argv[i];
+    }
+  }
+  if (!model) return morc_die_usage("run", "%s", "missing MODEL");
+  if (!tokens_s) return morc_die_usage("run", "%s", "missing --tokens");
+  if (strcmp(backend, "ref") != 0) return morc_die_usage("run", "unknown backend '%s' (available: ref)", backend);
+
+  mor_err e = {{0}};
+  int64_t *toks = NULL, *chunks = NULL;
+  size_t nt = 0, nc = 0;
+  if (mor_cli_parse_ints(tokens_s, "--tokens", &toks, &nt, &e) != 0) return morc_die_usage("run", "%s", e.msg);
+  if (nt == 0) return morc_die_usage("run", "%s", "--tokens: no token ids given");
+  if (chunks_s) {
+    if (mor_cli_parse_ints(chunks_s, "--chunks", &chunks, &nc, &e) != 0 ||
+        mor_cli_check_chunks(chunks, nc, nt, &e) != 0) {
+      free(toks);
+      free(chunks);
+      return morc_die_usage("run", "%s", e.msg);
+    }
+  } else {
+    chunks = mor_xmalloc(sizeof *chunks);
+    chunks[0] = (int64_t)nt;
+    nc = 1;
+  }
+
+  int rc = 1;
+  mor_config *cfg = NULL;
+  mor_weights *w = NULL;
+  mor_module *m = NULL;
+  mor_ref *ref = NULL;
+  mor_ref_seq *seq = NULL;
+  float *logits = NULL;
+  int32_t *depths = NULL, *ids = NULL;
+  if (morc_ends_with(model, ".mor")) {
+    mor_errf(&e, "%s: 'run' needs a model description (model.json or config.json), not IR text", model);
+    goto out;
+  }
+  m = morc_load_any(model, &cfg, &w, &e);
+  if (!m) goto out;
+  int64_t V = cfg->vocab_size;
+  if (mor_cli_check_tokens(toks, nt, V, cfg->max_pos, &e) != 0) goto out;
+  ids = mor_xmalloc(sizeof *ids * nt);
+  for (size_t i = 0; i < nt; i++) ids[i] = (int32_t)toks[i];
+  ref = mor_ref_new(m, w, &e);
+  if (!ref) goto out;
+  seq = mor_ref_seq_new(ref);
+  logits = mor_xmalloc(sizeof *logits * nt * (size_t)V);
+  depths = mor_xmalloc(sizeof *depths * nt);
+  size_t off = 0;
+  for (size_t c = 0; c < nc; c++) {
+    if (mor_ref_forward(ref, seq, ids + off, chunks[c], logits + off * (size_t)V, depths + off, &e) != 0) goto out;
+    off += (size_t)chunks[c];
+  }
+  if (logits_path) {
+    char errbuf[512];
+    if (morrt_npy_write_f32(logits_path, logits, (int64_t)nt, V, errbuf, sizeof errbuf) != 0) {
+      mor_errf(&e, "%s", errbuf);
+      goto out;
+    }
+  }
+  if (depths_path) {
+    mor_buf b = {0};
+    for (size_t i = 0; i < nt; i++) mor_buf_printf(&b, "%d\n", depths[i]);
+    int wr = mor_write_file_atomic(depths_path, b.data, b.len, &e);
+    mor_buf_free(&b);
+    if (wr != 0) goto out;
+  }
+  rc = 0;
+out:
+  if (rc) morc_fail(&e);
+  free(toks);
+  free(chunks);
+  free(ids);
+  free(logits);
+  free(depths);
+  mor_ref_seq_free(seq);
+  mor_ref_free(ref);
+  mor_module_free(m);
+  mor_weights_free(w);
+  mor_config_free(cfg);
+  return rc;
+}
+

@@ -1,0 +1,21 @@
+/* commands.h: the morc subcommands (one file each under tools/) and the
+ * helpers they share (driver.c). */
+#ifndef MORC_COMMANDS_H
+#define MORC_COMMANDS_H
+#include "frontend/lower.h"
+#include "frontend/model.h"
+#include "ir/ir.h"
+
+int morc_cmd_dump(int argc, char **argv);
+int morc_cmd_run(int argc, char **argv);
+
+/* "morc CMD: error: <fmt % arg>" + a pointer to --help; returns 2. */
+int morc_die_usage(const char *cmd, const char *fmt, const char *arg);
+/* "morc: error: <msg>"; returns 1. */
+int morc_fail(mor_err *e);
+int morc_ends_with(const char *s, const char *suffix);
+/* Load IR text (.mor; cfg/w set to NULL) or a model description; verified. */
+mor_module *morc_load_any(const char *path, mor_config **cfg, mor_weights **w, mor_err *e);
+/* To stdout when out is NULL, else atomically to the file. */
+int morc_write_text_output(const char *out, const mor_buf *b, mor_err *e);
+#endif

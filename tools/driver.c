@@ -1,0 +1,62 @@
+/* driver.c: helpers shared by the morc commands: usage errors, error
+ * reporting, loading a model or IR file, writing outputs atomically. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/commands.h"
+
+int morc_die_usage(const char *cmd, const char *fmt, const char *arg) {
+  fprintf(stderr, "morc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n(see 'morc %s--help')\n", cmd ? cmd : "");
+  return 2;
+}
+
+int morc_fail(mor_err *e) {
+  fprintf(stderr, "morc: error: %s\n", e->msg);
+  return 1;
+}
+
+int morc_ends_with(const char *s, const char *suf) {
+  size_t a = strlen(s), b = strlen(suf);
+  return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+/* Load MODEL: IR text (.mor) or a model description. w/cfg are NULL for IR. */
+mor_module *morc_load_any(const char *path, mor_config **cfg, mor_weights **w, mor_err *e) {
+  *cfg = NULL;
+  *w = NULL;
+  if (morc_ends_with(path, ".mor")) {
+    size_t len;
+    char *text = mor_read_file(path, &len, e);
+    if (!text) return NULL;
+    mor_module *m = mor_parse_module(text, len, path, e);
+    free(text);
+    if (m && mor_verify_module(m, e) != 0) {
+      mor_module_free(m);
+      return NULL;
+    }
+    return m;
+  }
+  mor_module *m = mor_load_model(path, cfg, w, e);
+  if (m && mor_verify_module(m, e) != 0) {
+    mor_err_prefix(e, "internal error: the lowered IR does not verify");
+    mor_module_free(m);
+    mor_weights_free(*w);
+    mor_config_free(*cfg);
+    *w = NULL;
+    *cfg = NULL;
+    return NULL;
+  }
+  return m;
+}
+
+int morc_write_text_output(const char *out, const mor_buf *b, mor_err *e) {
+  if (!out) {
+    fwrite(b->data, 1, b->len, stdout);
+    return 0;
+  }
+  return mor_write_file_atomic(out, b->data, b->len, e);
+}
+
