@@ -520,8 +520,9 @@ def hf_llama_logits(m, tokens, unroll):
 def self_test(examples_dir):
     try:
         import transformers  # noqa: F401
-    except ImportError:
-        print("self-test: transformers not installed, invariant 2/3 vs Hugging Face skipped")
+    except ImportError as e:  # absent, or its version check failed (e.g. tokenizers)
+        print(f"self-test: transformers not importable ({str(e).splitlines()[0][:80]}), "
+              "invariants 2/3 vs Hugging Face skipped")
         return True
     ok = True
     rng = np.random.default_rng(7)
