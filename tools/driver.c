@@ -9,7 +9,7 @@
 int morc_die_usage(const char *cmd, const char *fmt, const char *arg) {
   fprintf(stderr, "morc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
   fprintf(stderr, fmt, arg);
-  fprintf(stderr, "\n(see 'morc %s--help')\n", cmd ? cmd : "");
+  fprintf(stderr, "\n(see 'morc %s%s--help')\n", cmd ? cmd : "", cmd ? " " : "");
   return 2;
 }
 

@@ -1,0 +1,3 @@
+# The driver's command line: bad usage and bad inputs (exit codes, messages,
+# no partial output files).
+add_test(NAME cli_errors COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/cli_errors.sh $<TARGET_FILE:morc> ${CMAKE_SOURCE_DIR})

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# cli_errors.sh: bad command lines and bad inputs to `morc` give the right
+# exit code (1 bad input, 2 bad usage), a message that says what is wrong,
+# and leave no output file behind.
+# usage: cli_errors.sh MORC REPO_ROOT
+set -uo pipefail
+morc=$1 root=$2
+ex=$root/examples/ec_linear_sigmoid_threshold/model.json
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 n=0
+
+# expect CODE "SUBSTRING" args...
+expect() {
+  local code=$1 want=$2; shift 2
+  n=$((n + 1))
+  rm -f "$tmp/out.npy" "$tmp/out.txt"
+  "$morc" "$@" >"$tmp/stdout" 2>"$tmp/stderr"
+  local rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/stderr"; then
+    echo "FAIL: morc $* -> exit $rc (want $code), stderr:"; sed 's/^/    /' "$tmp/stderr"
+    echo "    (wanted: $want)"
+    fails=$((fails + 1))
+  elif [ -e "$tmp/out.npy" ] || [ -e "$tmp/out.txt" ] || ls "$tmp"/out.* 2>/dev/null | grep -q tmp; then
+    echo "FAIL: morc $* left an output file behind"; fails=$((fails + 1))
+  fi
+}
+
+expect 2 "unknown command 'frob'" frob
+expect 2 "unknown option '--bogus'" run "$ex" --tokens 1 --bogus
+expect 2 "missing --tokens" run "$ex"
+expect 2 "missing MODEL" dump
+expect 2 "--tokens: item 2: expected a non-negative integer, found 'x'" run "$ex" --tokens 1,x,3
+expect 2 "--tokens: item 2: expected a non-negative integer, found '-4'" run "$ex" --tokens 1,-4
+expect 2 "--tokens: trailing comma" run "$ex" --tokens 1,2,
+expect 2 "--tokens: item 1: number too large" run "$ex" --tokens 99999999999999999999999
+expect 2 "--chunks: the sizes add up to 4, but --tokens has 3 ids" run "$ex" --tokens 1,2,3 --chunks 2,2
+expect 2 "--chunks: size 2 is 0" run "$ex" --tokens 1,2,3 --chunks 3,0
+expect 2 "unknown backend 'gpu'" run "$ex" --tokens 1 --backend gpu
+expect 2 "--logits needs a value" run "$ex" --tokens 1 --logits
+expect 1 "token id 128 is out of range (vocab_size 128)" run "$ex" --tokens 1,128 --logits "$tmp/out.npy"
+expect 1 "65 tokens do not fit in the context of 64 positions" run "$ex" --tokens "$(seq -s, 1 65)" --logits "$tmp/out.npy"
+expect 1 "cannot open" run "$tmp/nonexistent.json" --tokens 1 --logits "$tmp/out.npy"
+printf '{"vocab_size": 10,' > "$tmp/trunc.json"
+expect 1 "trunc.json:1:19" run "$tmp/trunc.json" --tokens 1 --logits "$tmp/out.npy"
+expect 1 "top_k" run "$root/examples/ec_mlp_sigmoid_topk/model.json" --tokens 1,2,3 --chunks 2,1 --logits "$tmp/out.npy"
+expect 1 "use of undefined value" dump "$root/tests/bad/ir/undefined_value.mor" -o "$tmp/out.txt"
+expect 1 "cannot create" run "$ex" --tokens 1 --logits "$tmp/no/such/dir/out.npy"
+
+# --help is true: every option the usage text lists is accepted
+for cmd in dump run; do
+  "$morc" $cmd --help >"$tmp/help" || { echo "FAIL: morc $cmd --help"; fails=$((fails + 1)); }
+done
+echo "$((n - fails)) passed, $fails failed"
+[ "$fails" -eq 0 ]
