@@ -54,6 +54,7 @@ typedef struct mor_global {
   mor_type type;
   int64_t layer, depth;
   char *alias;
+  char *policy;   /* kv: growth policy set by plan-kv ("reserve" or "grow"), or NULL */
 } mor_global;
 
 typedef enum { MOR_ATTR_INT, MOR_ATTR_FLOAT, MOR_ATTR_STR, MOR_ATTR_SYM, MOR_ATTR_INTS, MOR_ATTR_FLOATS, MOR_ATTR_SYMS } mor_attr_kind;
@@ -194,5 +195,10 @@ mor_module *mor_parse_module(const char *text, size_t len, const char *filename,
 /* Check types, shapes, SSA dominance and region rules. Errors point at the
  * op: "file:line:col: error: ..." for parsed modules, else "@func: op #k". */
 int mor_verify_module(const mor_module *m, mor_err *err);
+/* Result types of `call @callee(args)`: the callee's result types with the
+ * symbols of its parameter types replaced by the arguments' dims. -1 + err
+ * when the arguments do not fit the parameters. */
+int mor_call_result_types(const mor_module *m, const mor_func *callee, int n_args, mor_value *const *args,
+                          mor_type *out, mor_err *err);
 
 #endif

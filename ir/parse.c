@@ -550,8 +550,9 @@ static int parse_global(parser *ps, mor_global_kind kind) {
       if (strcmp(attrs[i].name, "layer") == 0 && attrs[i].kind == MOR_ATTR_INT) g->layer = attrs[i].i;
       else if (strcmp(attrs[i].name, "depth") == 0 && attrs[i].kind == MOR_ATTR_INT) g->depth = attrs[i].i;
       else if (strcmp(attrs[i].name, "alias") == 0 && attrs[i].kind == MOR_ATTR_SYM) g->alias = attrs[i].s;
+      else if (strcmp(attrs[i].name, "policy") == 0 && attrs[i].kind == MOR_ATTR_STR) g->policy = attrs[i].s;
       else {
-        perror_at(ps, line, col, "kv @%s: unknown or mistyped attribute '%s' (expected layer, depth, alias)", name,
+        perror_at(ps, line, col, "kv @%s: unknown or mistyped attribute '%s' (expected layer, depth, alias, policy)", name,
                   attrs[i].name);
         return 0;
       }

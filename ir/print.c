@@ -182,6 +182,10 @@ void mor_print_module(mor_buf *b, const mor_module *m) {
         mor_buf_puts(b, ", alias = ");
         mor_print_symname(b, g->alias);
       }
+      if (g->policy) {
+        mor_buf_puts(b, ", policy = ");
+        print_quoted(b, g->policy);
+      }
       mor_buf_putc(b, '}');
     }
     mor_buf_putc(b, '\n');

@@ -139,6 +139,212 @@ static int check_caches(verifier *v, const mor_op *op, int64_t width, int has_de
   return 1;
 }
 
+/* ---- ops added by the passes (ops.def, second table) ------------------------ */
+
+/* weight attribute `attr` of rank 2 whose dims equal (n, k); -1 = any */
+static const mor_global *weight2(verifier *v, const mor_op *op, const char *attr, int64_t n, int64_t k) {
+  const mor_global *g = weight_attr(v, op, attr, 2);
+  if (!g) return NULL;
+  if ((n >= 0 && g->type.dims[0].n != n) || (k >= 0 && g->type.dims[1].n != k)) {
+    vfail(v, op, "weight %s = @%s is [%lld, %lld], expected [%lld, %lld] (-1: any)", attr, g->name,
+          (long long)g->type.dims[0].n, (long long)g->type.dims[1].n, (long long)n, (long long)k);
+    return NULL;
+  }
+  return g;
+}
+
+/* norm = @w [D] and eps */
+static int norm_attrs(verifier *v, const mor_op *op, int64_t D) {
+  const mor_global *w = weight_attr(v, op, "norm", 1);
+  if (!w || !need_attr(v, op, "eps", MOR_ATTR_FLOAT)) return 0;
+  CHECK(w->type.dims[0].n == D, "norm weight @%s has %lld elements, rows have %lld", w->name,
+        (long long)w->type.dims[0].n, (long long)D);
+  return 1;
+}
+
+int mor_call_result_types(const mor_module *m, const mor_func *callee, int n_args, mor_value *const *args,
+                          mor_type *out, mor_err *err) {
+  int n = m->n_syms;
+  mor_dim *bind = mor_xcalloc((size_t)n + 1, sizeof *bind);
+  char *bound = mor_xcalloc((size_t)n + 1, 1);
+  int rc = -1;
+  if (n_args != callee->body->n_args) {
+    mor_errf(err, "@%s takes %d arguments, found %d", callee->name, callee->body->n_args, n_args);
+    goto done;
+  }
+  for (int i = 0; i < n_args; i++) {
+    const mor_type *p = &callee->body->args[i]->type, *a = &args[i]->type;
+    if (p->dtype != a->dtype || p->rank != a->rank || !type_fits(a, p)) {
+      char ps[128], as[128];
+      type_str(m, p, ps, sizeof ps);
+      type_str(m, a, as, sizeof as);
+      mor_errf(err, "argument %d is %s, which does not fit @%s's parameter type %s", i, as, callee->name, ps);
+      goto done;
+    }
+    for (int d = 0; d < p->rank; d++) {
+      int s = p->dims[d].sym;
+      if (s < 0) continue;
+      if (!bound[s]) {
+        bound[s] = 1;
+        bind[s] = a->dims[d];
+      } else if (!dim_same(bind[s], a->dims[d])) {
+        mor_errf(err, "argument %d: dim %d must be the same as the other arguments' dims of symbol %s", i, d,
+                 m->syms[s].name);
+        goto done;
+      }
+    }
+  }
+  for (int r = 0; r < callee->n_results; r++) {
+    out[r] = callee->result_types[r];
+    for (int d = 0; d < out[r].rank; d++) {
+      int s = out[r].dims[d].sym;
+      if (s >= 0 && bound[s]) out[r].dims[d] = bind[s];
+    }
+  }
+  rc = 0;
+done:
+  free(bind);
+  free(bound);
+  return rc;
+}
+
+/* 1 when function `from` can reach function `to` through calls */
+static int calls_reach(const mor_module *m, const mor_block *b, const char *to, int fuel) {
+  if (fuel <= 0) return 1;
+  for (const mor_op *o = b->first; o; o = o->next) {
+    if (o->region && calls_reach(m, o->region, to, fuel - 1)) return 1;
+    if (o->code != MOR_OP_CALL) continue;
+    const char *c = mor_op_str(o, "callee");
+    if (!c) continue;
+    if (!strcmp(c, to)) return 1;
+    const mor_func *f = mor_find_func(m, c);
+    if (f && calls_reach(m, f->body, to, fuel - 1)) return 1;
+  }
+  return 0;
+}
+
+static int verify_pass_op(verifier *v, const mor_op *op) {
+  mor_value *const *o = op->operands;
+  mor_type t;
+  switch (op->code) {
+  case MOR_OP_CONST:
+    if (!need_attr(v, op, "value", MOR_ATTR_INT)) return 0;
+    t = mor_type_make(MOR_I64, 0, NULL);
+    return result_is(v, op, 0, &t);
+  case MOR_OP_CALL: {
+    if (!need_attr(v, op, "callee", MOR_ATTR_SYM)) return 0;
+    const char *name = mor_op_str(op, "callee");
+    const mor_func *f = mor_find_func(v->m, name);
+    CHECK(f, "callee @%s is not a function of the module", name);
+    CHECK(strcmp(f->name, "forward") != 0, "@forward is the entry point and cannot be called");
+    CHECK(!calls_reach(v->m, f->body, v->f->name, 64), "calling @%s would recurse into @%s", name, v->f->name);
+    CHECK(op->n_results == f->n_results, "@%s has %d results, the call has %d", name, f->n_results, op->n_results);
+    mor_type rt[64];
+    CHECK(f->n_results <= 64, "too many results");
+    mor_err e;
+    if (mor_call_result_types(v->m, f, op->n_operands, op->operands, rt, &e)) return vfail(v, op, "%s", e.msg);
+    for (int i = 0; i < f->n_results; i++)
+      if (!result_is(v, op, i, &rt[i])) return 0;
+    return 1;
+  }
+  case MOR_OP_NORM_MATMUL: {
+    if (!want(v, op, o[0], "x", MOR_F32, 2) || !norm_attrs(v, op, o[0]->type.dims[1].n)) return 0;
+    const mor_global *w = weight2(v, op, "weight", -1, o[0]->type.dims[1].n);
+    if (!w) return 0;
+    mor_dim d[2] = {o[0]->type.dims[0], w->type.dims[0]};
+    t = mor_type_make(MOR_F32, 2, d);
+    return result_is(v, op, 0, &t);
+  }
+  case MOR_OP_QKV: {
+    CHECK(op->n_operands >= 2 && op->n_operands <= 4, "takes x, pos, an optional idx and an optional depth");
+    if (!want(v, op, o[0], "x", MOR_F32, 2) || !want(v, op, o[1], "pos", MOR_I32, 1)) return 0;
+    CHECK(dim_same(o[0]->type.dims[0], o[1]->type.dims[0]), "x and pos must have the same rows");
+    int has_depth = o[op->n_operands - 1]->type.dtype == MOR_I64;
+    int has_idx = op->n_operands - 2 - has_depth;
+    CHECK(has_idx == 0 || has_idx == 1, "takes at most one idx and one depth (the depth comes last)");
+    if (has_idx && !want(v, op, o[2], "idx", MOR_I32, 1)) return 0;
+    if (has_depth && !depth_operand(v, op, op->n_operands - 1)) return 0;
+    int64_t D = o[0]->type.dims[1].n;
+    if (!norm_attrs(v, op, D) || !need_attr(v, op, "heads", MOR_ATTR_INT) ||
+        !need_attr(v, op, "head_dim", MOR_ATTR_INT) || !need_attr(v, op, "theta", MOR_ATTR_FLOAT))
+      return 0;
+    int64_t H = mor_op_int(op, "heads", 0), hd = mor_op_int(op, "head_dim", 0);
+    CHECK(H > 0 && hd > 0 && hd % 2 == 0, "heads must be positive and head_dim positive and even");
+    if (!weight2(v, op, "wq", H * hd, D)) return 0;
+    int kv = mor_op_attr(op, "caches") != NULL;
+    CHECK(kv == (mor_op_attr(op, "wk") != NULL) && kv == (mor_op_attr(op, "wv") != NULL) &&
+              kv == (mor_op_attr(op, "kv_heads") != NULL),
+          "wk, wv, kv_heads and caches come together (all or none)");
+    CHECK(kv || !has_depth, "a depth operand needs caches");
+    if (kv) {
+      if (!need_attr(v, op, "kv_heads", MOR_ATTR_INT)) return 0;
+      int64_t KVH = mor_op_int(op, "kv_heads", 0);
+      CHECK(KVH > 0 && H % KVH == 0, "heads must be a positive multiple of kv_heads");
+      if (!weight2(v, op, "wk", KVH * hd, D) || !weight2(v, op, "wv", KVH * hd, D)) return 0;
+      if (!check_caches(v, op, KVH * hd, has_depth)) return 0;
+    }
+    mor_dim d[2] = {has_idx ? o[2]->type.dims[0] : o[0]->type.dims[0], mor_dconst(H * hd)};
+    t = mor_type_make(MOR_F32, 2, d);
+    return result_is(v, op, 0, &t);
+  }
+  case MOR_OP_GATE_UP: {
+    if (!want(v, op, o[0], "x", MOR_F32, 2) || !norm_attrs(v, op, o[0]->type.dims[1].n)) return 0;
+    const mor_global *g = weight2(v, op, "wg", -1, o[0]->type.dims[1].n);
+    if (!g || !weight2(v, op, "wu", g->type.dims[0].n, o[0]->type.dims[1].n)) return 0;
+    mor_dim d[2] = {o[0]->type.dims[0], g->type.dims[0]};
+    t = mor_type_make(MOR_F32, 2, d);
+    return result_is(v, op, 0, &t);
+  }
+  case MOR_OP_MATMUL_ADD: {
+    CHECK(op->n_operands == 2 || op->n_operands == 3, "takes a, r and an optional idx");
+    if (!want(v, op, o[0], "a", MOR_F32, 2) || !want(v, op, o[1], "r", MOR_F32, 2)) return 0;
+    const mor_global *w = weight2(v, op, "weight", -1, o[0]->type.dims[1].n);
+    if (!w) return 0;
+    CHECK(o[1]->type.dims[1].n == w->type.dims[0].n, "r has %lld columns, the weight gives %lld",
+          (long long)o[1]->type.dims[1].n, (long long)w->type.dims[0].n);
+    if (op->n_operands == 3) {
+      if (!want(v, op, o[2], "idx", MOR_I32, 1)) return 0;
+      CHECK(dim_same(o[2]->type.dims[0], o[0]->type.dims[0]), "idx and a must have the same rows");
+    } else {
+      CHECK(dim_same(o[1]->type.dims[0], o[0]->type.dims[0]), "a and r must have the same rows");
+    }
+    mor_dim d[2] = {o[0]->type.dims[0], w->type.dims[0]};
+    t = mor_type_make(MOR_F32, 2, d);
+    return result_is(v, op, 0, &t);
+  }
+  case MOR_OP_MATMUL_STORE: {
+    CHECK(op->n_operands == 4 || op->n_operands == 6, "takes a, r, dst, idx and (mode gate) base and s");
+    if (!want(v, op, o[0], "a", MOR_F32, 2) || !want(v, op, o[1], "r", MOR_F32, 2) ||
+        !want(v, op, o[2], "dst", MOR_F32, 2) || !want(v, op, o[3], "idx", MOR_I32, 1) ||
+        !need_attr(v, op, "mode", MOR_ATTR_STR))
+      return 0;
+    const mor_global *w = weight2(v, op, "weight", o[2]->type.dims[1].n, o[0]->type.dims[1].n);
+    if (!w) return 0;
+    CHECK(dim_same(o[0]->type.dims[0], o[1]->type.dims[0]) && dim_same(o[0]->type.dims[0], o[3]->type.dims[0]),
+          "a, r and idx must have the same rows");
+    CHECK(o[1]->type.dims[1].n == o[2]->type.dims[1].n, "r and dst must have the same columns");
+    const char *mode = mor_op_str(op, "mode");
+    if (!strcmp(mode, "set")) {
+      CHECK(op->n_operands == 4, "mode \"set\" takes a, r, dst and idx");
+    } else if (!strcmp(mode, "gate")) {
+      CHECK(op->n_operands == 6, "mode \"gate\" takes a, r, dst, idx, base and s");
+      if (!want(v, op, o[4], "base", MOR_F32, 2) || !want(v, op, o[5], "s", MOR_F32, 1) ||
+          !need_attr(v, op, "alpha", MOR_ATTR_FLOAT) || !need_attr(v, op, "gating", MOR_ATTR_STR))
+        return 0;
+      const char *g = mor_op_str(op, "gating");
+      CHECK(!strcmp(g, "weighted") || !strcmp(g, "none"), "gating must be \"weighted\" or \"none\"");
+      CHECK(type_same(&o[2]->type, &o[4]->type), "dst and base must have the same type");
+      CHECK(dim_same(o[5]->type.dims[0], o[2]->type.dims[0]), "s must have the rows of dst");
+    } else {
+      return vfail(v, op, "mode must be \"set\" or \"gate\"");
+    }
+    return result_is(v, op, 0, &o[2]->type);
+  }
+  default: break;
+  }
+  return vfail(v, op, "unknown operation");
+}
+
 static int verify_op(verifier *v, const mor_op *op) {
   const mor_opinfo *info = &mor_ops[op->code];
   mor_value *const *o = op->operands;
@@ -355,6 +561,13 @@ static int verify_op(verifier *v, const mor_op *op) {
     for (int i = 0; i < op->n_operands; i++)
       CHECK(type_fits(&o[i]->type, &v->f->result_types[i]), "returned value %d does not fit the result type", i);
     return 1;
+  case MOR_OP_CONST:
+  case MOR_OP_CALL:
+  case MOR_OP_NORM_MATMUL:
+  case MOR_OP_QKV:
+  case MOR_OP_GATE_UP:
+  case MOR_OP_MATMUL_ADD:
+  case MOR_OP_MATMUL_STORE: return verify_pass_op(v, op);
   case MOR_OP_COUNT: break;
   }
   return vfail(v, op, "unknown operation");
@@ -399,6 +612,8 @@ int mor_verify_module(const mor_module *m, mor_err *err) {
     if (g->kind == MOR_GLOBAL_KV) {
       if (g->type.rank != 3 || g->type.dtype != MOR_F32)
         return vfail(v, op, "kv @%s must be f32[capacity, kv_heads, head_dim]", g->name);
+      if (g->policy && strcmp(g->policy, "reserve") && strcmp(g->policy, "grow"))
+        return vfail(v, op, "kv @%s: policy must be \"reserve\" or \"grow\"", g->name);
       if (g->alias) {
         const mor_global *a = mor_find_global(m, g->alias);
         if (!a || a->kind != MOR_GLOBAL_KV || a->alias)

@@ -5,19 +5,22 @@
 #include <string.h>
 
 #include "backend/ref/ref.h"
+#include "passes/pm.h"
 #include "runtime/npy.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
 static const char *usage_dump =
-    "usage: morc dump MODEL [-o FILE]\n"
+    "usage: morc dump MODEL [-o FILE] [--dot] [-passes=P1,P2,... | -O<n>] [inspection flags]\n"
     "\n"
-    "Print the high-level IR of MODEL (a model.json / HF config.json, or a .mor IR file,\n"
-    "which is parsed, verified and printed again).\n"
+    "Print the IR of MODEL (a model.json / HF config.json, or a .mor IR file, which is\n"
+    "parsed, verified and printed again), after the pass pipeline when one is given.\n"
     "\n"
     "options:\n"
     "  -o FILE             write to FILE instead of standard output\n"
-    "  -h, --help          show this help\n";
+    "  --dot               write Graphviz DOT instead of IR text (render: dot -Tsvg)\n"
+    "  -h, --help          show this help\n"
+    "\n";
 
 static const char *usage_run =
     "usage: morc run MODEL --tokens IDS [options]\n"
@@ -32,19 +35,32 @@ static const char *usage_run =
     "                      the sizes must add up to the number of tokens (default: one call)\n"
     "  --logits FILE.npy   write float32 logits [T, V] in NumPy .npy format\n"
     "  --depths FILE       write, per token, the number of recursions it ran (one per line)\n"
-    "  -h, --help          show this help\n";
+    "  -h, --help          show this help\n"
+    "\n"
+    "The reference backend interprets the IR after the pass pipeline (-passes=... or -O<n>),\n"
+    "so any stage can be executed.\n"
+    "\n";
 
 int morc_cmd_dump(int argc, char **argv) {
   const char *model = NULL, *out = NULL;
+  int dot = 0, pm_rc;
+  mor_pm_opts *pm = mor_pm_opts_new();
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_dump, stdout);
+      fputs(mor_pm_help(), stdout);
+      mor_pm_opts_free(pm);
       return 0;
     } else if (!strcmp(a, "-o")) {
-      if (++i >= argc) return morc_die_usage("dump", "%s needs a file name", a);
+      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("dump", "%s needs a file name", a);
       out = argv[i];
+    } else if (!strcmp(a, "--dot")) {
+      dot = 1;
+    } else if ((pm_rc = morc_pm_option("dump", pm, argc, argv, &i)) != 0) {
+      if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
     } else if (a[0] == '-' && a[1]) {
+      mor_pm_opts_free(pm);
       return morc_die_usage("dump", "unknown option '%s'", a);
     } else if (model) {
       return morc_die_usage("dump", "unexpected argument '%s' (one MODEL only)", a);
@@ -52,15 +68,27 @@ int morc_cmd_dump(int argc, char **argv) {
       model = a;
     }
   }
-  if (!model) return morc_die_usage("dump", "%s", "missing MODEL");
+  if (mor_pm_wants_list(pm)) {
+    mor_pm_list(stdout);
+    mor_pm_opts_free(pm);
+    return 0;
+  }
+  if (!model) return mor_pm_opts_free(pm), morc_die_usage("dump", "%s", "missing MODEL");
   mor_err e = {{0}};
   mor_config *cfg;
   mor_weights *w;
   mor_module *m = morc_load_any(model, &cfg, &w, &e);
-  if (!m) return morc_fail(&e);
+  if (!m) return mor_pm_opts_free(pm), morc_fail(&e);
+  int rc = 0;
   mor_buf b = {0};
-  mor_print_module(&b, m);
-  int rc = morc_write_text_output(out, &b, &e) == 0 ? 0 : morc_fail(&e);
+  if (mor_pm_run(m, pm, stderr, &e) != 0) {
+    rc = morc_fail(&e);
+  } else {
+    if (dot) morc_write_dot(&b, m);
+    else mor_print_module(&b, m);
+    rc = morc_write_text_output(out, &b, &e) == 0 ? 0 : morc_fail(&e);
+  }
+  mor_pm_opts_free(pm);
   mor_buf_free(&b);
   mor_module_free(m);
   mor_weights_free(w);
@@ -71,39 +99,54 @@ int morc_cmd_dump(int argc, char **argv) {
 int morc_cmd_run(int argc, char **argv) {
   const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
              *depths_path = NULL;
+  mor_pm_opts *pm = mor_pm_opts_new();
+  int pm_rc;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char **slot = NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_run, stdout);
+      fputs(mor_pm_help(), stdout);
+      mor_pm_opts_free(pm);
       return 0;
+    } else if ((pm_rc = morc_pm_option("run", pm, argc, argv, &i)) != 0) {
+      if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
+      continue;
     } else if (!strcmp(a, "--backend")) slot = &backend;
     else if (!strcmp(a, "--tokens")) slot = &tokens_s;
     else if (!strcmp(a, "--chunks")) slot = &chunks_s;
     else if (!strcmp(a, "--logits")) slot = &logits_path;
     else if (!strcmp(a, "--depths")) slot = &depths_path;
-    else if (a[0] == '-' && a[1]) return morc_die_usage("run", "unknown option '%s'", a);
-    else if (model) return morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
+    else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
+    else if (model) return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
     else model = a;
     if (slot) {
-      if (++i >= argc) return morc_die_usage("run", "%s needs a value", a);
+      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("run", "%s needs a value", a);
       *slot = argv[i];
     }
   }
-  if (!model) return morc_die_usage("run", "%s", "missing MODEL");
-  if (!tokens_s) return morc_die_usage("run", "%s", "missing --tokens");
-  if (strcmp(backend, "ref") != 0) return morc_die_usage("run", "unknown backend '%s' (available: ref)", backend);
+  if (mor_pm_wants_list(pm)) {
+    mor_pm_list(stdout);
+    mor_pm_opts_free(pm);
+    return 0;
+  }
+  if (!model) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "missing MODEL");
+  if (!tokens_s) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "missing --tokens");
+  if (strcmp(backend, "ref") != 0)
+    return mor_pm_opts_free(pm), morc_die_usage("run", "unknown backend '%s' (available: ref)", backend);
 
   mor_err e = {{0}};
   int64_t *toks = NULL, *chunks = NULL;
   size_t nt = 0, nc = 0;
-  if (mor_cli_parse_ints(tokens_s, "--tokens", &toks, &nt, &e) != 0) return morc_die_usage("run", "%s", e.msg);
-  if (nt == 0) return morc_die_usage("run", "%s", "--tokens: no token ids given");
+  if (mor_cli_parse_ints(tokens_s, "--tokens", &toks, &nt, &e) != 0)
+    return mor_pm_opts_free(pm), morc_die_usage("run", "%s", e.msg);
+  if (nt == 0) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "--tokens: no token ids given");
   if (chunks_s) {
     if (mor_cli_parse_ints(chunks_s, "--chunks", &chunks, &nc, &e) != 0 ||
         mor_cli_check_chunks(chunks, nc, nt, &e) != 0) {
       free(toks);
       free(chunks);
+      mor_pm_opts_free(pm);
       return morc_die_usage("run", "%s", e.msg);
     }
   } else {
@@ -130,6 +173,7 @@ int morc_cmd_run(int argc, char **argv) {
   if (mor_cli_check_tokens(toks, nt, V, cfg->max_pos, &e) != 0) goto out;
   ids = mor_xmalloc(sizeof *ids * nt);
   for (size_t i = 0; i < nt; i++) ids[i] = (int32_t)toks[i];
+  if (mor_pm_run(m, pm, stderr, &e) != 0) goto out;
   ref = mor_ref_new(m, w, &e);
   if (!ref) goto out;
   seq = mor_ref_seq_new(ref);
@@ -157,6 +201,7 @@ int morc_cmd_run(int argc, char **argv) {
   rc = 0;
 out:
   if (rc) morc_fail(&e);
+  mor_pm_opts_free(pm);
   free(toks);
   free(chunks);
   free(ids);

@@ -8,6 +8,16 @@
 
 int morc_cmd_dump(int argc, char **argv);
 int morc_cmd_run(int argc, char **argv);
+int morc_cmd_opt(int argc, char **argv);    /* cmd_opt.c */
+int morc_cmd_report(int argc, char **argv); /* cmd_report.c */
+
+/* Pass-manager options of a command (cmd_opt.c): 1 when argv[*i] was one,
+ * 0 when not, -1 after reporting a usage error (exit 2). */
+struct mor_pm_opts;
+int morc_pm_option(const char *cmd, struct mor_pm_opts *o, int argc, char **argv, int *i);
+/* Graphviz DOT of the IR (dot.c): depths as clusters, fused kernels as
+ * boxes, outlined functions as clusters their calls point into. */
+void morc_write_dot(mor_buf *b, const mor_module *m);
 
 /* "morc CMD: error: <fmt % arg>" + a pointer to --help; returns 2. */
 int morc_die_usage(const char *cmd, const char *fmt, const char *arg);

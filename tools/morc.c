@@ -19,6 +19,8 @@ static const char *usage_main =
     "commands:\n"
     "  dump MODEL          print the IR of a model (model.json, config.json or .mor IR text)\n"
     "  run MODEL           run a model on token ids and write its logits\n"
+    "  opt FILE.mor        run a pass pipeline on IR text and print IR text (--list-passes)\n"
+    "  report MODEL        parameters, FLOPs per depth, KV cache plan and memory plan\n"
     "\n"
     "options:\n"
     "  -h, --help          show this help (also: morc <command> --help)\n"
@@ -43,6 +45,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "dump")) return morc_cmd_dump(argc - 2, argv + 2);
   if (!strcmp(cmd, "run")) return morc_cmd_run(argc - 2, argv + 2);
+  if (!strcmp(cmd, "opt")) return morc_cmd_opt(argc - 2, argv + 2);
+  if (!strcmp(cmd, "report")) return morc_cmd_report(argc - 2, argv + 2);
   fprintf(stderr, "morc: error: unknown command '%s'\n\n%s", cmd, usage_main);
   return 2;
 }
