@@ -662,6 +662,8 @@ static int outline(fuser *F) {
     }
     int ok = 1;
     for (int c = 0; c < n; c++)
+      if (sp[c].last - sp[c].first < 1) ok = 0; /* a lone kernel is not a block */
+    for (int c = 0; c < n; c++)
       for (int j = sp[c].first; j <= sp[c].last; j++)
         if (O->ops[j]->region || O->ops[j]->code == MOR_OP_RETURN) ok = 0;
     if (!ok) continue;
@@ -688,6 +690,7 @@ int mor_pass_fuse_shared_block(mor_module *m, int *changed, mor_err *err) {
   for (int f = 0; f < n_funcs; f++) {
     F->root = m->funcs[f]->body;
     if (outline(F)) return -1;
+    mor_cse_block(F->root);
     mor_infer_types(m, F->root, err);
     mor_dce_block(F->root);
   }

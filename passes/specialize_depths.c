@@ -362,6 +362,7 @@ int mor_pass_specialize_depths(mor_module *m, int *changed, mor_err *err) {
     drop_selects(S, S->root);
     mor_cse_block(S->root);
     mor_infer_types(m, S->root, err);
+    mor_dce_block(S->root);
     narrow(S, S->root);
     mor_dce_block(S->root);
     mor_cse_block(S->root);

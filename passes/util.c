@@ -168,7 +168,10 @@ static int same_op(const mor_op *a, const mor_op *b) {
   if (a->code != b->code || a->n_operands != b->n_operands || a->n_results != b->n_results) return 0;
   for (int i = 0; i < a->n_operands; i++)
     if (a->operands[i] != b->operands[i]) return 0;
-  for (int i = 0; i < a->n_results; i++)
+  /* select/where results have a symbol of their own per op: equal ops give
+   * equal rows, so the symbols may differ (types are re-inferred after) */
+  int own_sym = a->code == MOR_OP_SELECT || a->code == MOR_OP_WHERE;
+  for (int i = 0; i < a->n_results && !own_sym; i++)
     if (!mor_type_equal(&a->results[i]->type, &b->results[i]->type)) return 0;
   return attrs_equal(a, b);
 }
