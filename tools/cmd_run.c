@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/llvm/llvm.h"
 #include "backend/ref/ref.h"
 #include "passes/pm.h"
 #include "runtime/npy.h"
@@ -28,7 +29,9 @@ static const char *usage_run =
     "Run MODEL (model.json or HF config.json) on the token ids IDS and write the logits.\n"
     "\n"
     "options:\n"
-    "  --backend ref       the backend (ref: the reference interpreter)\n"
+    "  --backend NAME      ref: the reference interpreter (default); llvm: native code via\n"
+    "                      the LLVM JIT (the same code `morc build` emits)\n"
+    "  --threads N         llvm: worker threads (default: one per core)\n"
     "  --tokens IDS        comma-separated token ids, e.g. 1,2,3\n"
     "  --chunks SIZES      split the tokens into successive forward calls of these sizes\n"
     "                      (e.g. 4,1,1: a 4-token prefill then two 1-token decode steps);\n"
@@ -98,7 +101,7 @@ int morc_cmd_dump(int argc, char **argv) {
 
 int morc_cmd_run(int argc, char **argv) {
   const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
-             *depths_path = NULL;
+             *depths_path = NULL, *threads_s = NULL;
   mor_pm_opts *pm = mor_pm_opts_new();
   int pm_rc;
   for (int i = 0; i < argc; i++) {
@@ -117,6 +120,7 @@ int morc_cmd_run(int argc, char **argv) {
     else if (!strcmp(a, "--chunks")) slot = &chunks_s;
     else if (!strcmp(a, "--logits")) slot = &logits_path;
     else if (!strcmp(a, "--depths")) slot = &depths_path;
+    else if (!strcmp(a, "--threads")) slot = &threads_s;
     else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
     else if (model) return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
     else model = a;
@@ -132,8 +136,16 @@ int morc_cmd_run(int argc, char **argv) {
   }
   if (!model) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "missing MODEL");
   if (!tokens_s) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "missing --tokens");
-  if (strcmp(backend, "ref") != 0)
-    return mor_pm_opts_free(pm), morc_die_usage("run", "unknown backend '%s' (available: ref)", backend);
+  if (strcmp(backend, "ref") != 0 && strcmp(backend, "llvm") != 0)
+    return mor_pm_opts_free(pm), morc_die_usage("run", "unknown backend '%s' (available: ref, llvm)", backend);
+  int threads = 0;
+  if (threads_s) {
+    char *end;
+    long v = strtol(threads_s, &end, 10);
+    if (*end || v < 0 || v > 4096)
+      return mor_pm_opts_free(pm), morc_die_usage("run", "--threads %s: expected a count in [0, 4096]", threads_s);
+    threads = (int)v;
+  }
 
   mor_err e = {{0}};
   int64_t *toks = NULL, *chunks = NULL;
@@ -161,6 +173,8 @@ int morc_cmd_run(int argc, char **argv) {
   mor_module *m = NULL;
   mor_ref *ref = NULL;
   mor_ref_seq *seq = NULL;
+  mor_llvm_jit *jit = NULL;
+  mor_llvm_seq *jseq = NULL;
   float *logits = NULL;
   int32_t *depths = NULL, *ids = NULL;
   if (morc_ends_with(model, ".mor")) {
@@ -174,14 +188,24 @@ int morc_cmd_run(int argc, char **argv) {
   ids = mor_xmalloc(sizeof *ids * nt);
   for (size_t i = 0; i < nt; i++) ids[i] = (int32_t)toks[i];
   if (mor_pm_run(m, pm, stderr, &e) != 0) goto out;
-  ref = mor_ref_new(m, w, &e);
-  if (!ref) goto out;
-  seq = mor_ref_seq_new(ref);
+  if (!strcmp(backend, "llvm")) {
+    mor_llvm_opts lo;
+    mor_llvm_opts_default(&lo);
+    lo.threads = threads;
+    jit = mor_llvm_jit_new(m, w, &lo, &e);
+    if (!jit || !(jseq = mor_llvm_seq_new(jit))) goto out;
+  } else {
+    ref = mor_ref_new(m, w, &e);
+    if (!ref) goto out;
+    seq = mor_ref_seq_new(ref);
+  }
   logits = mor_xmalloc(sizeof *logits * nt * (size_t)V);
   depths = mor_xmalloc(sizeof *depths * nt);
   size_t off = 0;
   for (size_t c = 0; c < nc; c++) {
-    if (mor_ref_forward(ref, seq, ids + off, chunks[c], logits + off * (size_t)V, depths + off, &e) != 0) goto out;
+    int fr = jit ? mor_llvm_forward(jit, jseq, ids + off, chunks[c], logits + off * (size_t)V, depths + off, &e)
+                 : mor_ref_forward(ref, seq, ids + off, chunks[c], logits + off * (size_t)V, depths + off, &e);
+    if (fr != 0) goto out;
     off += (size_t)chunks[c];
   }
   if (logits_path) {
@@ -209,6 +233,8 @@ out:
   free(depths);
   mor_ref_seq_free(seq);
   mor_ref_free(ref);
+  mor_llvm_seq_free(jseq);
+  mor_llvm_jit_free(jit);
   mor_module_free(m);
   mor_weights_free(w);
   mor_config_free(cfg);

@@ -21,6 +21,7 @@ static const char *usage_main =
     "  run MODEL           run a model on token ids and write its logits\n"
     "  opt FILE.mor        run a pass pipeline on IR text and print IR text (--list-passes)\n"
     "  report MODEL        parameters, FLOPs per depth, KV cache plan and memory plan\n"
+    "  build MODEL -o NAME compile to a native executable, library, bundle or .o/.s/.ll (LLVM)\n"
     "\n"
     "options:\n"
     "  -h, --help          show this help (also: morc <command> --help)\n"
@@ -47,6 +48,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "run")) return morc_cmd_run(argc - 2, argv + 2);
   if (!strcmp(cmd, "opt")) return morc_cmd_opt(argc - 2, argv + 2);
   if (!strcmp(cmd, "report")) return morc_cmd_report(argc - 2, argv + 2);
+  if (!strcmp(cmd, "build")) return morc_cmd_build(argc - 2, argv + 2);
   fprintf(stderr, "morc: error: unknown command '%s'\n\n%s", cmd, usage_main);
   return 2;
 }

@@ -43,6 +43,8 @@ typedef struct mor_llvm_opts {
 } mor_llvm_opts;
 
 void mor_llvm_opts_default(mor_llvm_opts *o);
+/* 1 when triple (normalized) is the host's */
+int mor_llvm_is_host_triple(const char *triple);
 
 typedef enum { MOR_EMIT_LLVM, MOR_EMIT_ASM, MOR_EMIT_OBJ } mor_emit_kind;
 

@@ -21,6 +21,14 @@ void mor_llvm_opts_default(mor_llvm_opts *o) {
   o->opt_level = 3;
 }
 
+int mor_llvm_is_host_triple(const char *triple) {
+  char *def = LLVMGetDefaultTargetTriple(), *norm = LLVMNormalizeTargetTriple(triple);
+  int same = !strcmp(def, norm);
+  LLVMDisposeMessage(def);
+  LLVMDisposeMessage(norm);
+  return same;
+}
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void init_all(void) {
   LLVMInitializeAllTargetInfos();
