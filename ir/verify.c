@@ -601,29 +601,29 @@ int mor_verify_module(const mor_module *m, mor_err *err) {
   v->err = err;
   const mor_op *op = NULL;
   for (int i = 0; i < m->n_syms; i++)
-    if (m->syms[i].bound < 1) return vfail(v, op, "symbol '%s' needs a positive bound", m->syms[i].name);
+    if (m->syms[i].bound < 1) return vfail(v, op, "symbol '%s' needs a positive bound", m->syms[i].name), -1;
   for (int i = 0; i < m->n_globals; i++) {
     const mor_global *g = &m->globals[i];
     for (int d = 0; d < g->type.rank; d++)
-      if (g->type.dims[d].sym >= 0) return vfail(v, op, "global @%s must have a constant shape", g->name);
+      if (g->type.dims[d].sym >= 0) return vfail(v, op, "global @%s must have a constant shape", g->name), -1;
     if (g->kind == MOR_GLOBAL_WEIGHT && g->type.dtype != MOR_F32 && g->type.dtype != MOR_F16 &&
         g->type.dtype != MOR_BF16)
-      return vfail(v, op, "weight @%s must be f32, f16 or bf16", g->name);
+      return vfail(v, op, "weight @%s must be f32, f16 or bf16", g->name), -1;
     if (g->kind == MOR_GLOBAL_KV) {
       if (g->type.rank != 3 || g->type.dtype != MOR_F32)
-        return vfail(v, op, "kv @%s must be f32[capacity, kv_heads, head_dim]", g->name);
+        return vfail(v, op, "kv @%s must be f32[capacity, kv_heads, head_dim]", g->name), -1;
       if (g->policy && strcmp(g->policy, "reserve") && strcmp(g->policy, "grow"))
-        return vfail(v, op, "kv @%s: policy must be \"reserve\" or \"grow\"", g->name);
+        return vfail(v, op, "kv @%s: policy must be \"reserve\" or \"grow\"", g->name), -1;
       if (g->alias) {
         const mor_global *a = mor_find_global(m, g->alias);
         if (!a || a->kind != MOR_GLOBAL_KV || a->alias)
-          return vfail(v, op, "kv @%s: alias @%s must name a kv cache that is not itself an alias", g->name, g->alias);
+          return vfail(v, op, "kv @%s: alias @%s must name a kv cache that is not itself an alias", g->name, g->alias), -1;
         if (!mor_type_equal(&a->type, &g->type))
-          return vfail(v, op, "kv @%s: alias @%s has a different type", g->name, g->alias);
+          return vfail(v, op, "kv @%s: alias @%s has a different type", g->name, g->alias), -1;
       }
     }
     for (int j = 0; j < i; j++)
-      if (!strcmp(m->globals[j].name, g->name)) return vfail(v, op, "global @%s is defined twice", g->name);
+      if (!strcmp(m->globals[j].name, g->name)) return vfail(v, op, "global @%s is defined twice", g->name), -1;
   }
   v->defined = mor_xcalloc((size_t)m->next_value_id + 1, 1);
   int ok = 1;
