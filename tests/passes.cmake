@@ -18,7 +18,14 @@ foreach(line ${MORC_PASS_LINES})
       COMMAND pass_equal ${json} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} ${causal})
     add_test(NAME pass_roundtrip_${variant}
       COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/passes/roundtrip.sh $<TARGET_FILE:morc> ${json})
-    set_tests_properties(pass_equal_${variant} pass_roundtrip_${variant} PROPERTIES ENVIRONMENT MORC_VERIFY_EACH=1)
+    # `morc run --backend ref -O2` interprets the optimized IR: golden logits,
+    # whole and chunked (tests/e2e/golden.sh)
+    add_test(NAME pass_golden_O2_${variant}
+      COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/golden.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
+              ${CMAKE_SOURCE_DIR}/examples/${variant} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} ${causal}
+              --backend ref -O2)
+    set_tests_properties(pass_equal_${variant} pass_roundtrip_${variant} pass_golden_O2_${variant}
+      PROPERTIES ENVIRONMENT MORC_VERIFY_EACH=1)
   endif()
 endforeach()
 

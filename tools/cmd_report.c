@@ -234,17 +234,19 @@ int morc_cmd_report(int argc, char **argv) {
     char s[64];
     printf("\nFLOPs per token (attention at a context of %lld tokens)\n", (long long)ctx);
     human(s, sizeof s, (double)pre, "FLOP");
-    printf("  before the recursions    %16s\n", s);
+    printf("  %-24s %16s\n", "before the recursions", s);
     int64_t all = pre + post;
     for (int64_t d = 0; d < n_r; d++) {
       human(s, sizeof s, (double)dep[d], "FLOP");
-      printf("  depth %-3lld               %16s\n", (long long)d, s);
+      char lab[32];
+      snprintf(lab, sizeof lab, "depth %lld", (long long)d);
+      printf("  %-24s %16s\n", lab, s);
       all += dep[d];
     }
     human(s, sizeof s, (double)post, "FLOP");
-    printf("  after (suffix, head)     %16s\n", s);
+    printf("  %-24s %16s\n", "after (suffix, head)", s);
     human(s, sizeof s, (double)all, "FLOP");
-    printf("  a token at every depth   %16s\n", s);
+    printf("  %-24s %16s\n", "a token at every depth", s);
     free(dep);
   }
 
@@ -274,7 +276,10 @@ int morc_cmd_report(int argc, char **argv) {
       rec_plan += bytes;
       if (!g->alias) {
         double c = 1.0;
-        if (cfg && g->depth >= 0 && g->depth < cfg->n_r && cfg->routing == MOR_ROUTE_EXPERT) c = cfg->capacity[g->depth];
+        /* recursion-wise: a depth-r cache holds the tokens routed to depth r; under
+         * recursive sharing the depth-0 cache holds every token */
+        if (cfg && !sharing_kv && g->depth >= 0 && g->depth < cfg->n_r && cfg->routing == MOR_ROUTE_EXPERT)
+          c = cfg->capacity[g->depth];
         rec_expected += c * (double)(max_pos > 0 ? max_pos : cap) * (double)width * 8.0;
       }
     }
