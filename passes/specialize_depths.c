@@ -155,16 +155,36 @@ static int const_value(const mor_value *v, int64_t *out) {
   return 1;
 }
 
-/* Selects that cannot drop tokens, and where-ops decided by the depth. */
+static double capacity_of(const mor_op *op) {
+  const mor_attr *cap = mor_op_attr(op, "capacity");
+  return cap && cap->n == 1 ? (cap->kind == MOR_ATTR_FLOATS ? cap->floats[0] : (double)cap->ints[0]) : 0;
+}
+
+static int is_top_k(const mor_op *op) {
+  const char *mode = op->code == MOR_OP_SELECT ? mor_op_str(op, "mode") : NULL;
+  return mode && !strcmp(mode, "top_k");
+}
+
+/* top_k selects that stay (capacity < 1) */
+static int kept_top_k(const mor_block *b) {
+  int n = 0;
+  for (const mor_op *op = b->first; op; op = op->next) {
+    if (op->region) n += kept_top_k(op->region);
+    n += is_top_k(op) && op->n_operands == 2 && capacity_of(op) < 1.0;
+  }
+  return n;
+}
+
+/* Selects that cannot drop tokens, and where-ops decided by the depth. A
+ * top_k select is kept when it would be the last one: top_k must still
+ * refuse a sequence with cached positions (model-format.md section 4). */
 static int drop_selects(spec *S, mor_block *b) {
   int n = 0;
   for (mor_op *op = b->first, *nx; op; op = nx) {
     nx = op->next;
     if (op->region) n += drop_selects(S, op->region);
     if (op->code == MOR_OP_SELECT && op->n_operands == 2) {
-      const mor_attr *cap = mor_op_attr(op, "capacity");
-      double c = cap && cap->n == 1 ? (cap->kind == MOR_ATTR_FLOATS ? cap->floats[0] : (double)cap->ints[0]) : 0;
-      if (c >= 1.0) {
+      if (capacity_of(op) >= 1.0 && (!is_top_k(op) || kept_top_k(S->root) > 0)) {
         /* threshold: every active token; top_k: k = floor(T) >= active */
         mor_replace_uses(S->root, op->results[0], op->operands[1]);
         mor_op_remove(op);
