@@ -165,12 +165,11 @@ static int is_top_k(const mor_op *op) {
   return mode && !strcmp(mode, "top_k");
 }
 
-/* top_k selects that stay (capacity < 1) */
-static int kept_top_k(const mor_block *b) {
+static int count_top_k(const mor_block *b) {
   int n = 0;
   for (const mor_op *op = b->first; op; op = op->next) {
-    if (op->region) n += kept_top_k(op->region);
-    n += is_top_k(op) && op->n_operands == 2 && capacity_of(op) < 1.0;
+    if (op->region) n += count_top_k(op->region);
+    n += is_top_k(op);
   }
   return n;
 }
@@ -184,7 +183,7 @@ static int drop_selects(spec *S, mor_block *b) {
     nx = op->next;
     if (op->region) n += drop_selects(S, op->region);
     if (op->code == MOR_OP_SELECT && op->n_operands == 2) {
-      if (capacity_of(op) >= 1.0 && (!is_top_k(op) || kept_top_k(S->root) > 0)) {
+      if (capacity_of(op) >= 1.0 && (!is_top_k(op) || count_top_k(S->root) > 1)) {
         /* threshold: every active token; top_k: k = floor(T) >= active */
         mor_replace_uses(S->root, op->results[0], op->operands[1]);
         mor_op_remove(op);
