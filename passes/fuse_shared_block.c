@@ -21,13 +21,6 @@ static mor_op *def_of(const mor_value *v, mor_opcode code) {
 
 static int uses(fuser *F, const mor_value *v) { return mor_count_uses(F->root, v); }
 
-/* position of op in its block; ops in nested regions count as their ancestor */
-static int ordinal(const mor_op *op) {
-  int k = 0;
-  for (const mor_op *o = op->prev; o; o = o->prev) k++;
-  return k;
-}
-
 /* 1 when every use of v is at or after op `at` (same block) */
 static int uses_after(const mor_block *b, const mor_value *v, const mor_op *at) {
   int seen = 0;
@@ -266,9 +259,8 @@ typedef struct key {
 
 typedef struct outliner {
   fuser *F;
-  mor_op **ops; /* the block's ops by ordinal */
+  mor_op **ops; /* the block's ops in order (an op's index is its ordinal) */
   int n_ops;
-  int *ord;     /* op ordinal by... looked up linearly */
 } outliner;
 
 static int op_index(outliner *O, const mor_op *op) {
@@ -393,7 +385,7 @@ static int same_shape(outliner *O, const span *a, const span *b, int *kv_differs
 
 static int dims_equal(mor_dim a, mor_dim b) { return a.sym == b.sym && a.n == b.n; }
 
-/* index of the depth operand slot to append for an op with a caches list */
+/* append a (depth) operand */
 static void append_operand(fuser *F, mor_op *op, mor_value *v) {
   mor_value **ops = mor_alloc(F->m, sizeof(mor_value *) * (size_t)(op->n_operands + 1));
   for (int i = 0; i < op->n_operands; i++) ops[i] = op->operands[i];
@@ -416,12 +408,11 @@ static char *func_name(fuser *F, int group, int n_groups, int first_depth) {
 static int outline_class(outliner *O, span *spans, int n_spans, int cls, int group, int n_groups) {
   fuser *F = O->F;
   mor_module *m = F->m;
-  int rep = -1, n_in = 0, kv = 0;
+  int rep = -1, kv = 0;
   for (int k = 0; k < n_spans; k++)
     if (spans[k].cls == cls) {
       if (rep < 0) rep = k;
       else same_shape(O, &spans[rep], &spans[k], &kv);
-      n_in++;
     }
   sig *sigs = mor_xcalloc((size_t)n_spans, sizeof *sigs);
   for (int k = 0; k < n_spans; k++)
@@ -567,7 +558,6 @@ static int outline_class(outliner *O, span *spans, int n_spans, int cls, int gro
   free(esc);
   for (int k = 0; k < n_spans; k++) free_sig(&sigs[k]);
   free(sigs);
-  (void)n_in;
   return rc;
 }
 
@@ -587,7 +577,7 @@ static int all_pure_inside(outliner *O, int i, int first, int last) {
 }
 
 static int outline(fuser *F) {
-  outliner O0 = {F, NULL, 0, NULL}, *O = &O0;
+  outliner O0 = {F, NULL, 0}, *O = &O0;
   for (mor_op *op = F->root->first; op; op = op->next) O->n_ops++;
   O->ops = mor_xcalloc((size_t)O->n_ops + 1, sizeof *O->ops);
   int i = 0;
@@ -613,7 +603,6 @@ static int outline(fuser *F) {
   }
   /* groups of keys that repeat together */
   int n_groups = 0, rc = 0;
-  int *group_of = mor_xcalloc((size_t)n_keys + 1, sizeof *group_of);
   span **gspans = NULL;
   int *gn = NULL;
   for (int k = 0; k < n_keys; k++) {
@@ -675,7 +664,6 @@ static int outline(fuser *F) {
   free(gn);
   for (int k = 0; k < n_keys; k++) free(keys[k].occ);
   free(keys);
-  free(group_of);
   free(O->ops);
   return rc;
 }
@@ -696,6 +684,5 @@ int mor_pass_fuse_shared_block(mor_module *m, int *changed, mor_err *err) {
   }
   mor_compact_syms(m);
   *changed = F->changed;
-  (void)ordinal;
   return 0;
 }

@@ -51,16 +51,13 @@ static void use_value(planner *P, const mor_value *v, int at) {
 }
 
 /* Positions: ops in order; a recur takes a start and an end position around
- * its region. `outer_end` >= 0 while inside a region: uses of values from
- * outside it count at the region's end. */
-static void number(planner *P, mor_block *b, int depth_base) {
+ * its region, and values from outside it used inside live to its end. */
+static void number(planner *P, mor_block *b) {
   for (mor_op *op = b->first; op; op = op->next) {
     int at = P->pos++;
     if (op->region) {
       for (int i = 0; i < op->region->n_args; i++) add_value(P, op->region->args[i], at);
-      int first_inner = P->n;
-      (void)first_inner;
-      number(P, op->region, at);
+      number(P, op->region);
       int end = P->pos++;
       /* carried arguments and values from outside live through the region */
       for (int i = 0; i < op->region->n_args; i++) use_value(P, op->region->args[i], end);
@@ -74,7 +71,6 @@ static void number(planner *P, mor_block *b, int depth_base) {
     for (int i = 0; i < op->n_operands; i++) use_value(P, op->operands[i], at);
     for (int i = 0; i < op->n_results; i++) add_value(P, op->results[i], at);
   }
-  (void)depth_base;
 }
 
 typedef struct freeblk {
@@ -166,12 +162,12 @@ static void annotate(mor_module *m, mor_block *b, planner *P) {
   }
 }
 
-/* Plan one function; returns 1 when an annotation changed. */
+/* Plan one function: offsets into `mem` attributes, peak and sum of sizes. */
 static void plan_func(mor_module *m, mor_func *f, int64_t *peak, int64_t *noreuse) {
   planner P = {0};
   P.by_id = mor_xmalloc(sizeof(int) * (size_t)(m->next_value_id + 1));
   for (int i = 0; i <= m->next_value_id; i++) P.by_id[i] = -1;
-  number(&P, f->body, 0);
+  number(&P, f->body);
   interval **order = mor_xcalloc((size_t)P.n + 1, sizeof *order);
   for (int i = 0; i < P.n; i++) order[i] = &P.iv[i];
   qsort(order, (size_t)P.n, sizeof *order, by_def);

@@ -107,23 +107,13 @@ static int add_name(char ***list, int *n, const char *name, const char *flag, mo
   return 0;
 }
 
-/* "--flag=value" or "--flag value"; also accepts one leading dash less. */
+/* "--flag=value", "--flag value", and the same with one dash ("-passes=",
+ * as in LLVM's opt). NULL with *matched set when the value is missing. */
 static const char *flag_value(const char *arg, const char *flag, int argc, char **argv, int *i, int *matched) {
-  size_t n = strlen(flag);
-  const char *a = arg;
-  if (strncmp(a, flag, n) != 0) {
-    if (a[0] == '-' && a[1] == '-' && strncmp(a + 1, flag, n) == 0) a++;
-    else if (flag[0] == '-' && flag[1] == '-' && a[0] == '-' && a[1] != '-' && strncmp(a, flag + 1, n - 1) == 0) {
-      /* -print-after=P (one dash, as in LLVM's opt) */
-      if (a[n - 1] == '=') return *matched = 1, a + n;
-      if (a[n - 1] == 0) {
-        *matched = 1;
-        return *i + 1 < argc ? argv[++*i] : NULL;
-      }
-      return NULL;
-    } else
-      return NULL;
-  }
+  const char *name = flag + 2; /* flag is "--name" */
+  const char *a = arg[0] == '-' && arg[1] == '-' ? arg + 2 : arg[0] == '-' ? arg + 1 : NULL;
+  size_t n = strlen(name);
+  if (!a || strncmp(a, name, n) != 0) return NULL;
   if (a[n] == '=') return *matched = 1, a + n + 1;
   if (a[n] == 0) {
     *matched = 1;
