@@ -237,6 +237,11 @@ morrt_model *morrt_model_open(const morrt_desc *d, const morrt_options *opt, cha
   char path[PATH_MAX + 64];
   if (opt && opt->weights) {
     m->st = morrt_st_open(opt->weights, err, errlen);
+    if (!m->st && errlen) {
+      char inner[768];
+      snprintf(inner, sizeof inner, "%s", err);
+      seterr(err, errlen, "cannot load the weights: %s", inner);
+    }
     m->weights_path = strdup(opt->weights);
   } else if (d->weights_blob) {
     m->st = morrt_st_from_memory(d->weights_blob, (size_t)d->weights_blob_size, "(embedded weights)", err, errlen);

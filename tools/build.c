@@ -29,8 +29,8 @@ static const char *usage_build =
     "options:\n"
     "  -o NAME             the output (default: the model's folder name)\n"
     "  --emit=KIND         exe (default): a standalone program (run NAME --help)\n"
-    "                      lib: a shared library exporting the libmorrt C API and NAME_model,\n"
-    "                        plus a header NAME.h\n"
+    "                      lib: a shared library exporting the libmorrt C API and ID_model,\n"
+    "                        plus a header ID.h beside it (ID: see --name)\n"
     "                      bundle: NAME.o + NAME.h (entry points, arena and KV sizes) to link\n"
     "                        with libmorrt.a yourself\n"
     "                      obj, asm, llvm: the object file, assembly or LLVM IR text alone\n"
@@ -48,8 +48,9 @@ static const char *usage_build =
     "  -v                  print the link command\n"
     "  -h, --help          show this help\n"
     "\n"
-    "Pass pipeline options (as for morc dump/run) choose the IR the backend lowers;\n"
-    "without them the high-level IR is compiled as it is.\n"
+    "Pass pipeline options (as for morc dump/run) choose the IR the backend lowers; the\n"
+    "default is -O2 (depths specialized, shared block fused and outlined, KV and memory\n"
+    "planned); -O0 compiles the high-level IR as it is.\n"
     "\n";
 
 typedef enum { K_EXE, K_LIB, K_BUNDLE, K_OBJ, K_ASM, K_LLVM } kind_t;
@@ -131,18 +132,6 @@ static char *ident_from(const char *path) {
 static char *basename_of(const char *p) {
   const char *b = strrchr(p, '/');
   return mor_xstrdup(b ? b + 1 : p);
-}
-
-/* path with its extension (after the last '.' of the basename) replaced */
-static char *with_ext(const char *path, const char *ext) {
-  const char *b = strrchr(path, '/');
-  b = b ? b + 1 : path;
-  const char *dot = strrchr(b, '.');
-  size_t n = dot && dot != b ? (size_t)(dot - path) : strlen(path);
-  char *s = mor_xmalloc(n + strlen(ext) + 1);
-  memcpy(s, path, n);
-  strcpy(s + n, ext);
-  return s;
 }
 
 /* The tensors the program binds, in their stored form, as one file. */
@@ -235,6 +224,12 @@ int morc_cmd_build(int argc, char **argv) {
   mor_llvm_opts lo;
   mor_llvm_opts_default(&lo);
   mor_pm_opts *pm = mor_pm_opts_new();
+  {
+    char *dflt[1] = {"-O2"};
+    int k = 0;
+    mor_err pe;
+    if (mor_pm_parse_arg(pm, 1, dflt, &k, &pe) != 1) return mor_pm_opts_free(pm), morc_die_usage("build", "%s", pe.msg);
+  }
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     const char **slot = NULL;
@@ -333,7 +328,13 @@ int morc_cmd_build(int argc, char **argv) {
     if (write_weights(tmp_w, m, w, &e)) goto done;
     lo.embed_weights = tmp_w;
   } else if (kind == K_EXE || kind == K_LIB || kind == K_BUNDLE) {
-    wfile = kind == K_LIB ? with_ext(out, ".safetensors") : mor_xasprintf("%s.safetensors", out);
+    if (kind == K_LIB) {
+      char *dir = mor_dirname(out);
+      wfile = mor_xasprintf("%s/%s.safetensors", dir, id);
+      free(dir);
+    } else {
+      wfile = mor_xasprintf("%s.safetensors", out);
+    }
     wbase = basename_of(wfile);
     if (write_weights(wfile, m, w, &e)) goto done;
     lo.weights_file = wbase;
@@ -395,7 +396,9 @@ int morc_cmd_build(int argc, char **argv) {
     for (int i = 0; i < nu; i++) free(undef[i]);
     if (lr) goto done;
     if (kind == K_LIB) {
-      hdr = with_ext(out, ".h");
+      char *dir = mor_dirname(out);
+      hdr = mor_xasprintf("%s/%s.h", dir, id);
+      free(dir);
       if (write_header(hdr, id, model, m, &info, wbase, embed, &e)) goto done;
     }
     rc = 0;
