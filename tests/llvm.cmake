@@ -28,4 +28,8 @@ foreach(case embedded beside mismatch bad_input generate emit capi)
   add_test(NAME llvm_exe_${case}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/llvm/exe_cases.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
             ${CMAKE_SOURCE_DIR} ${case})
+  if(MORC_SANITIZE)
+    # the example links the instrumented libmorrt.a itself
+    set_tests_properties(llvm_exe_${case} PROPERTIES ENVIRONMENT "MORC_TEST_LDFLAGS=-fsanitize=address,undefined")
+  endif()
 endforeach()

@@ -388,6 +388,9 @@ int morc_cmd_build(int argc, char **argv) {
     if (kind == K_LIB)
       for (int i = 0; lib_api[i]; i++) av[k++] = undef[nu++] = mor_xasprintf("-Wl,--undefined=%s", lib_api[i]);
     av[k++] = lib;
+#ifdef MORC_LINK_FLAGS
+    av[k++] = MORC_LINK_FLAGS;
+#endif
     av[k++] = "-lm";
     av[k++] = "-lpthread";
     av[k++] = "-ldl";

@@ -99,6 +99,47 @@ static LLVMValueRef call_k(lg *g, const char *name, int n, LLVMValueRef *args) {
   return LLVMBuildCall2(g->b, fty, f, args, (unsigned)n, "");
 }
 
+/* Instances made so far, for reuse: the kernel and, per argument, the
+ * constant itself or (for run-time arguments) its type. */
+typedef struct inst_key {
+  LLVMValueRef inst, kernel;
+  int n;
+  LLVMValueRef args[24];
+  LLVMTypeRef types[24];
+} inst_key;
+
+static LLVMValueRef find_instance(lg *g, LLVMValueRef kf, int n, LLVMValueRef *args) {
+  if (n > 24) return NULL;
+  for (int k = 0; k < g->n_keys; k++) {
+    inst_key *e = &((inst_key *)g->keys)[k];
+    if (e->kernel != kf || e->n != n) continue;
+    int same = 1;
+    for (int i = 0; i < n && same; i++) {
+      int c = LLVMIsConstant(args[i]) != 0;
+      same = c ? e->args[i] == args[i] : !e->args[i] && e->types[i] == LLVMTypeOf(args[i]);
+    }
+    if (same) return e->inst;
+  }
+  return NULL;
+}
+
+static void remember_instance(lg *g, LLVMValueRef inst, LLVMValueRef kf, int n, LLVMValueRef *args) {
+  if (n > 24) return;
+  if (g->n_keys == g->cap_keys) {
+    g->cap_keys = g->cap_keys ? 2 * g->cap_keys : 64;
+    g->keys = mor_xrealloc(g->keys, sizeof(inst_key) * (size_t)g->cap_keys);
+  }
+  inst_key *e = &((inst_key *)g->keys)[g->n_keys++];
+  e->inst = inst;
+  e->kernel = kf;
+  e->n = n;
+  for (int i = 0; i < n; i++) {
+    int c = LLVMIsConstant(args[i]) != 0;
+    e->args[i] = c ? args[i] : NULL;
+    e->types[i] = LLVMTypeOf(args[i]);
+  }
+}
+
 /* Run a range kernel over items [0, n) through ctx->parallel: a new
  * instance function calls the kernel with the constant arguments baked in
  * and the others loaded from the slot array. */
@@ -111,9 +152,24 @@ static int par_k(lg *g, const char *name, int n, LLVMValueRef *args, LLVMValueRe
   full[n] = ci64(g, 0);
   full[n + 1] = ci64(g, 0);
   if (check_args(g, name, fty, n + 2, full)) return -1;
+  /* an instance with the same kernel, constants and run-time argument types is reused */
+  LLVMValueRef inst = find_instance(g, kf, n, args);
+  if (inst) {
+    int slot = 0;
+    for (int i = 0; i < n; i++) {
+      if (LLVMIsConstant(args[i])) continue;
+      LLVMValueRef si = ci64(g, slot++);
+      LLVMBuildStore(g->b, args[i], LLVMBuildGEP2(g->b, g->i64, g->slots, &si, 1, ""));
+    }
+    LLVMValueRef pool = load_field(g, g->ctx, 3), par = load_field(g, g->ctx, 4);
+    LLVMValueRef pargs[5] = {pool, inst, g->slots, items, cost};
+    LLVMBuildCall2(g->b, g->par_t, par, pargs, 5, "");
+    return 0;
+  }
   char nm[96];
   snprintf(nm, sizeof nm, "mor.inst.%d.%s", g->n_inst++, name + (strncmp(name, "mork_", 5) ? 0 : 5));
-  LLVMValueRef inst = LLVMAddFunction(g->mod, nm, g->task_t);
+  inst = LLVMAddFunction(g->mod, nm, g->task_t);
+  remember_instance(g, inst, kf, n, args);
   LLVMSetLinkage(inst, LLVMInternalLinkage);
   LLVMBuilderRef ib = LLVMCreateBuilderInContext(g->cx);
   LLVMPositionBuilderAtEnd(ib, LLVMAppendBasicBlockInContext(g->cx, inst, "entry"));
@@ -378,7 +434,10 @@ static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x
   LLVMValueRef items = call_k(g, "mork_matmul_items", 2, ia);
   if (!items) return -1;
   LLVMValueRef a[6] = {x, w, y, M, ci64(g, K), ci64(g, N)};
-  return par_k(g, "mork_matmul", 6, a, items, ci64(g, 2 * 64 * 16 * K));
+  /* an item is up to 64 rows by 16 columns */
+  LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 64), "");
+  LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 64), "");
+  return par_k(g, "mork_matmul", 6, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
 }
 
 static int gen_matmul(lg *g, const mor_op *op) {
@@ -1292,4 +1351,5 @@ void mor_llvm_codegen_free(lg *g) {
   free(g->kvstore);
   free(g->wslot_global);
   free(g->store_global);
+  free(g->keys);
 }

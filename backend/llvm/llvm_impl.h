@@ -72,7 +72,9 @@ typedef struct lg {
   int cur_index;
   LLVMValueRef fn, ctx, weights, kv, frame, slots, rows_out;
   lg_val *v;                        /* by value id */
-  int n_inst;
+  int n_inst;                       /* instance functions made */
+  void *keys;                       /* their reuse keys (codegen.c) */
+  int n_keys, cap_keys;
   const mor_op *cur_op;
 } lg;
 

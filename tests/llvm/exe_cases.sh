@@ -121,11 +121,12 @@ capi)  # the C API example, linked with a bundle and with a shared library
   cc=${CC:-cc}
   "$morc" build "$A" --emit=bundle --name demo -o "$tmp/demo"
   "$cc" -std=c11 -Wall -Wextra -Werror -I"$src" -I"$tmp" "$src/examples/capi/main.c" "$tmp/demo.o" \
-      "$(dirname "$morc")/../lib/libmorrt.a" -lm -lpthread -ldl -o "$tmp/capi"
+      "$(dirname "$morc")/../lib/libmorrt.a" ${MORC_TEST_LDFLAGS:-} -lm -lpthread -ldl -o "$tmp/capi"
   "$tmp/capi" "$tmp/demo.safetensors" 1,5,9,17 12 | tee "$tmp/c1"
   grep -q "same tokens" "$tmp/c1" || fail "capi: sequences disagree"
   mkdir -p "$tmp/so" && "$morc" build "$A" --emit=lib --name demo -o "$tmp/so/libdemo.so"
-  "$cc" -std=c11 -I"$src" -I"$tmp/so" "$src/examples/capi/main.c" -L"$tmp/so" -ldemo -Wl,-rpath,"$tmp/so" -o "$tmp/capi_so"
+  "$cc" -std=c11 -I"$src" -I"$tmp/so" "$src/examples/capi/main.c" -L"$tmp/so" -ldemo -Wl,-rpath,"$tmp/so" \
+      ${MORC_TEST_LDFLAGS:-} -o "$tmp/capi_so"
   "$tmp/capi_so" "$tmp/so/demo.safetensors" 1,5,9,17 12 > "$tmp/c2"
   cmp -s "$tmp/c1" "$tmp/c2" || fail "capi through the shared library differs"
   "$morc" build "$A" -o "$tmp/exe"

@@ -1,6 +1,6 @@
 /* test_llvm.c: the LLVM backend against the reference interpreter (the
  * oracle): every example model through the JIT, whole and in chunks, on the
- * high-level IR and after the -O1/-O2 pass pipelines; forward errors; and
+ * high-level IR and after the -O2 pass pipeline; forward errors; and
  * the memory plan (no two buffers alive at once overlap). */
 #include <check.h>
 #include <dirent.h>
@@ -118,9 +118,6 @@ static void differential(const char *path, const char *pipeline, int threads) {
 START_TEST(jit_equals_ref) { differential(variants[_i], NULL, 1); }
 END_TEST
 
-START_TEST(jit_equals_ref_O1) { differential(variants[_i], "-O1", 2); }
-END_TEST
-
 START_TEST(jit_equals_ref_O2) { differential(variants[_i], "-O2", 2); }
 END_TEST
 
@@ -194,7 +191,6 @@ int main(void) {
   TCase *tc = tcase_create("jit");
   tcase_set_timeout(tc, 300);
   tcase_add_loop_test(tc, jit_equals_ref, 0, n_variants);
-  tcase_add_loop_test(tc, jit_equals_ref_O1, 0, n_variants);
   tcase_add_loop_test(tc, jit_equals_ref_O2, 0, n_variants);
   tcase_add_test(tc, jit_forward_errors);
   tcase_add_loop_test(tc, memplan_no_overlap, 0, n_variants);
