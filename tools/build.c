@@ -179,8 +179,8 @@ static int write_header(const char *path, const char *id, const char *model, con
                  "/* the compiled model: pass it to morrt_model_open */\n"
                  "extern const morrt_desc %s_model;\n"
                  "/* its forward entry (morrt_forward calls it with checked inputs) */\n"
-                 "void %s_forward(const morrt_exec *x, const int32_t *tokens, const int32_t *pos, int64_t T,\n"
-                 "                float *logits, int32_t *depths);\n\n",
+                 "void %s_forward(const morrt_exec *x, const int32_t *tokens, const int32_t *pos,\n"
+                 "    int64_t T, float *logits, int32_t *depths);\n\n",
                  id, model, id, id, info->triple, info->cpu, up, up, id, id);
   mor_buf_printf(&b, "#define %s_VOCAB_SIZE %lld\n", up, (long long)mor_mattr_int(m, "vocab_size", 0));
   mor_buf_printf(&b, "#define %s_MAX_POSITIONS %lld\n", up, (long long)mor_mattr_int(m, "max_position_embeddings", 0));

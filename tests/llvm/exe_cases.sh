@@ -135,5 +135,19 @@ capi)  # the C API example, linked with a bundle and with a shared library
   [ "$want" = "$got" ] || fail "capi greedy tokens '$want' differ from the executable's '$got'"
   echo "ok: capi (bundle and lib) == executable: $got"
   ;;
+max_tokens)  # --max-tokens: long prompts run in pieces (threshold routing), top_k refuses
+  mkdir -p "$tmp/b" && "$morc" build "$A" -o "$tmp/b/m" --max-tokens 7
+  "$tmp/b/m" --info | grep -q "tokens per call 7" || fail "--info does not show 7 tokens per call"
+  golden_check "$tmp/b/m" pieces
+  K=$ex/ec_mlp_sigmoid_topk/model.json
+  "$morc" build "$K" -o "$tmp/b/k" --max-tokens 7
+  expect 1 "scores a sequence in one call" "$tmp/b/k" --tokens "$tokens"
+  expect 1 "cannot generate" "$tmp/b/k" --tokens 1,2,3 -n 4
+  ktok=$(tr -d ' \n' < "$gold/ec_mlp_sigmoid_topk/tokens.txt")
+  "$morc" build "$K" -o "$tmp/b/k2"
+  "$tmp/b/k2" --tokens "$ktok" --logits "$tmp/k.npy"
+  "$npycmp" "$tmp/k.npy" "$gold/ec_mlp_sigmoid_topk/logits.npy" 1e-4 || fail "top_k model: logits"
+  expect 1 "top_k routing" "$tmp/b/k2" --tokens "$ktok" --chunks "1,$(( $(echo "$ktok" | tr ',' '\n' | wc -l) - 1 ))"
+  ;;
 *) echo "unknown case $case"; exit 2 ;;
 esac
