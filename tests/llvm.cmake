@@ -24,7 +24,11 @@ foreach(line ${MORC_LLVM_GOLDEN})
             ${CMAKE_SOURCE_DIR}/examples/${variant} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} ${causal})
 endforeach()
 
-foreach(case embedded beside mismatch bad_input generate emit capi max_tokens)
+# a model with random weights sized to the test tokenizer (for --prompt)
+add_executable(mkmodel ${CMAKE_CURRENT_SOURCE_DIR}/llvm/mkmodel.c)
+target_link_libraries(mkmodel PRIVATE morrt m)
+
+foreach(case embedded beside mismatch bad_input generate emit capi max_tokens prompt)
   add_test(NAME llvm_exe_${case}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/llvm/exe_cases.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
             ${CMAKE_SOURCE_DIR} ${case})

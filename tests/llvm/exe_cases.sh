@@ -149,5 +149,25 @@ max_tokens)  # --max-tokens: long prompts run in pieces (threshold routing), top
   "$npycmp" "$tmp/k.npy" "$gold/ec_mlp_sigmoid_topk/logits.npy" 1e-4 || fail "top_k model: logits"
   expect 1 "top_k routing" "$tmp/b/k2" --tokens "$ktok" --chunks "1,$(( $(echo "$ktok" | tr ',' '\n' | wc -l) - 1 ))"
   ;;
+prompt)  # a model with a tokenizer (made by mkmodel): text in, text out; exe == reference
+  mk=$(dirname "$morc")/mkmodel
+  mkdir "$tmp/tm" && "$mk" "$src/tests/data/tokenizer/tokenizer.json" "$tmp/tm"
+  "$morc" build "$tmp/tm/model.json" -o "$tmp/tm/m"
+  "$tmp/tm/m" --prompt "Hello world, this is a test" -n 16 --seed 3 > "$tmp/p1"
+  "$tmp/tm/m" --prompt "Hello world, this is a test" -n 16 --seed 3 --threads 1 > "$tmp/p2"
+  [ -s "$tmp/p1" ] || fail "--prompt produced no text"
+  cmp -s "$tmp/p1" "$tmp/p2" || fail "--prompt: same seed, different text"
+  "$tmp/tm/m" --prompt "Hello world" -n 8 --seed 3 --show-routing --stats > "$tmp/r" 2> "$tmp/s"
+  grep -q '\[[0-3]\]' "$tmp/r" || fail "--show-routing: no [depth] marks"
+  grep -q "tokens/s" "$tmp/s" || fail "--stats: no tokens/s"
+  expect 1 "missing.json" "$tmp/tm/m" --prompt "hi" --tokenizer "$tmp/missing.json"
+  # the built program against the reference interpreter on the same ids
+  ids=3,17,250,99,4,120,301,7,45,200,11,64
+  "$tmp/tm/m" --tokens "$ids" -n 0 --logits "$tmp/exe.npy" --depths "$tmp/exe.txt"
+  "$morc" run "$tmp/tm/model.json" --tokens "$ids" --logits "$tmp/ref.npy" --depths "$tmp/ref.txt"
+  "$npycmp" "$tmp/exe.npy" "$tmp/ref.npy" 1e-4 || fail "executable logits differ from the reference interpreter"
+  diff -q "$tmp/exe.txt" "$tmp/ref.txt" >/dev/null || fail "executable depths differ from the reference interpreter"
+  echo "ok: text: $(head -c 200 "$tmp/p1" | LC_ALL=C tr -cd '[:print:]')"
+  ;;
 *) echo "unknown case $case"; exit 2 ;;
 esac
