@@ -309,6 +309,9 @@ int main(int argc, char **argv) {
     chunks[0] = (int64_t)nt;
     nc = 1;
   }
+  /* every generated token but the last is fed back, so at most max_pos - nt + 1 of them */
+  int capped = n_gen > (double)(d->max_pos - (int64_t)nt + 1);
+  if (capped) n_gen = (double)(d->max_pos - (int64_t)nt + 1);
   size_t total = nt + (size_t)n_gen + 1;
   int64_t V = d->vocab_size;
   ids = malloc(sizeof *ids * total);
@@ -387,7 +390,7 @@ int main(int argc, char **argv) {
   double t_gen = now() - t1;
   if (routing) show_routing(tok, ids, dep, nt + n_out, nt, (int)d->num_recursions);
   else if (n_out) putchar('\n');
-  if (stopped) fprintf(stderr, "%s: note: generation stopped at the end of the context (%lld positions)\n", prog,
+  if (stopped || capped) fprintf(stderr, "%s: note: generation stopped at the end of the context (%lld positions)\n", prog,
                        (long long)d->max_pos);
   if (stats) {
     const int64_t *dc = morrt_seq_depth_counts(s);
