@@ -54,6 +54,67 @@ static void matmul_f32(const float *x, int64_t M, int64_t K, const float *W, int
 
 static float sigmoidf_(float x) { return (float)(1.0 / (1.0 + exp(-(double)x))); }
 
+/* y = w * (x * (float)rsqrt(mean(x^2) + eps)) per row, mean in double. */
+static void rmsnorm_rows(const float *x, int64_t M, int64_t D, const float *w, double eps, float *y) {
+  for (int64_t m = 0; m < M; m++) {
+    const float *xr = x + m * D;
+    float *yr = y + m * D;
+    double ss = 0;
+    for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+    float inv = (float)(1.0 / sqrt(ss / (double)D + eps));
+    for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+/* Half-split rotary embedding of H heads of hd per row (y may be x). */
+static void rope_rows(const float *x, const int32_t *pos, int64_t M, int64_t H, int64_t hd, double theta, float *y) {
+  int64_t half = hd / 2;
+  float *c = mor_xmalloc(sizeof(float) * (size_t)(half + 1)), *s = mor_xmalloc(sizeof(float) * (size_t)(half + 1));
+  for (int64_t m = 0; m < M; m++) {
+    double p = pos[m];
+    for (int64_t i = 0; i < half; i++) {
+      double ang = p * pow(theta, -2.0 * (double)i / (double)hd);
+      c[i] = (float)cos(ang);
+      s[i] = (float)sin(ang);
+    }
+    for (int64_t h = 0; h < H; h++) {
+      const float *xr = x + m * H * hd + h * hd;
+      float *yr = y + m * H * hd + h * hd;
+      for (int64_t i = 0; i < half; i++) {
+        float x1 = xr[i], x2 = xr[i + half];
+        yr[i] = x1 * c[i] - x2 * s[i];
+        yr[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  }
+  free(c);
+  free(s);
+}
+
+static void silu_mul_f32(const float *g, const float *u, int64_t n, float *y) {
+  for (int64_t i = 0; i < n; i++) {
+    float si = (float)((double)g[i] / (1.0 + exp(-(double)g[i])));
+    y[i] = si * u[i];
+  }
+}
+
+/* out[idx[i]] = base[idx[i]] + g * y[i] with g = alpha * s[idx[i]] (weighted) or y added as is. */
+static void gate_rows(float *out, const float *base, const float *y, const float *s, const int32_t *idx, int64_t N,
+                      int64_t D, int weighted, double alpha) {
+  float af = (float)alpha;
+  for (int64_t i = 0; i < N; i++) {
+    int64_t t = idx[i];
+    const float *br = base + t * D, *yr = y + i * D;
+    float *o = out + t * D;
+    if (weighted) {
+      float g = af * s[t];
+      for (int64_t k = 0; k < D; k++) o[k] = br[k] + g * yr[k];
+    } else {
+      for (int64_t k = 0; k < D; k++) o[k] = br[k] + yr[k];
+    }
+  }
+}
+
 static size_t dsize(mor_dtype dt) { return (size_t)mor_dtype_size(dt); }
 
 /* Rows of a tensor of rank >= 1 and the elements of one row. */
@@ -115,15 +176,7 @@ static int exec_rmsnorm(mor_exec *ex, const mor_op *op) {
   if (!w || mor_ref_attr_float(ex, op, "eps", &eps)) return -1;
   mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, x->rank, x->shape);
   if (!y) return -1;
-  int64_t M = D ? x->numel / D : 0;
-  for (int64_t m = 0; m < M; m++) {
-    const float *xr = (const float *)x->data + m * D;
-    float *yr = (float *)y->data + m * D;
-    double ss = 0;
-    for (int64_t i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-    float inv = (float)(1.0 / sqrt(ss / (double)D + eps));
-    for (int64_t i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * inv);
-  }
+  rmsnorm_rows(x->data, D ? x->numel / D : 0, D, w, eps, y->data);
   return 0;
 }
 
@@ -157,27 +210,29 @@ static int exec_rope(mor_exec *ex, const mor_op *op) {
                         (long long)x->shape[1], (long long)H, (long long)hd);
   mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, x->shape);
   if (!y) return -1;
-  int64_t half = hd / 2;
-  float *c = mor_xmalloc(sizeof(float) * (size_t)half), *s = mor_xmalloc(sizeof(float) * (size_t)half);
-  for (int64_t m = 0; m < M; m++) {
-    double p = ((const int32_t *)pos->data)[m];
-    for (int64_t i = 0; i < half; i++) {
-      double ang = p * pow(theta, -2.0 * (double)i / (double)hd);
-      c[i] = (float)cos(ang);
-      s[i] = (float)sin(ang);
-    }
-    for (int64_t h = 0; h < H; h++) {
-      const float *xr = (const float *)x->data + m * H * hd + h * hd;
-      float *yr = (float *)y->data + m * H * hd + h * hd;
-      for (int64_t i = 0; i < half; i++) {
-        float x1 = xr[i], x2 = xr[i + half];
-        yr[i] = x1 * c[i] - x2 * s[i];
-        yr[i + half] = x2 * c[i] + x1 * s[i];
-      }
-    }
+  rope_rows(x->data, pos->data, M, H, hd, theta, y->data);
+  return 0;
+}
+
+/* Append M rows (positions pos) to a KV store. */
+static int kv_append(mor_exec *ex, const mor_op *op, mor_kvstore *c, const mor_global *g, const float *k,
+                     const float *v, const int32_t *pos, int64_t M) {
+  if (M == 0) return 0;
+  if (c->n + M > c->capacity)
+    return mor_ref_fail(ex, op, "KV cache @%s: capacity exceeded: %lld entries + %lld new > capacity %lld", g->name,
+                        (long long)c->n, (long long)M, (long long)c->capacity);
+  if (c->n + M > c->alloc) {
+    int64_t na = c->alloc ? c->alloc : 16;
+    while (na < c->n + M) na *= 2;
+    c->pos = mor_xrealloc(c->pos, sizeof(int32_t) * (size_t)na);
+    c->k = mor_xrealloc(c->k, sizeof(float) * (size_t)(na * c->width));
+    c->v = mor_xrealloc(c->v, sizeof(float) * (size_t)(na * c->width));
+    c->alloc = na;
   }
-  free(c);
-  free(s);
+  memcpy(c->pos + c->n, pos, sizeof(int32_t) * (size_t)M);
+  memcpy(c->k + c->n * c->width, k, sizeof(float) * (size_t)(M * c->width));
+  memcpy(c->v + c->n * c->width, v, sizeof(float) * (size_t)(M * c->width));
+  c->n += M;
   return 0;
 }
 
@@ -197,23 +252,7 @@ static int exec_kv_write(mor_exec *ex, const mor_op *op) {
   if (row_len(k) != c->width || row_len(v) != c->width)
     return mor_ref_fail(ex, op, "K/V rows of %lld/%lld values, cache @%s holds rows of %lld", (long long)row_len(k),
                         (long long)row_len(v), g->name, (long long)c->width);
-  if (M == 0) return 0;
-  if (c->n + M > c->capacity)
-    return mor_ref_fail(ex, op, "KV cache @%s: capacity exceeded: %lld entries + %lld new > capacity %lld", g->name,
-                        (long long)c->n, (long long)M, (long long)c->capacity);
-  if (c->n + M > c->alloc) {
-    int64_t na = c->alloc ? c->alloc : 16;
-    while (na < c->n + M) na *= 2;
-    c->pos = mor_xrealloc(c->pos, sizeof(int32_t) * (size_t)na);
-    c->k = mor_xrealloc(c->k, sizeof(float) * (size_t)(na * c->width));
-    c->v = mor_xrealloc(c->v, sizeof(float) * (size_t)(na * c->width));
-    c->alloc = na;
-  }
-  memcpy(c->pos + c->n, pos->data, sizeof(int32_t) * (size_t)M);
-  memcpy(c->k + c->n * c->width, k->data, sizeof(float) * (size_t)(M * c->width));
-  memcpy(c->v + c->n * c->width, v->data, sizeof(float) * (size_t)(M * c->width));
-  c->n += M;
-  return 0;
+  return kv_append(ex, op, c, g, k->data, v->data, pos->data, M);
 }
 
 static int exec_attention(mor_exec *ex, const mor_op *op) {
@@ -286,12 +325,7 @@ static int exec_silu_mul(mor_exec *ex, const mor_op *op) {
   if (!same_shape(g, u)) return mor_ref_fail(ex, op, "operands differ in shape");
   mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, g->rank, g->shape);
   if (!y) return -1;
-  const float *gp = g->data, *up = u->data;
-  float *yp = y->data;
-  for (int64_t i = 0; i < g->numel; i++) {
-    float si = (float)((double)gp[i] / (1.0 + exp(-(double)gp[i])));
-    yp[i] = si * up[i];
-  }
+  silu_mul_f32(g->data, u->data, g->numel, y->data);
   return 0;
 }
 
@@ -552,19 +586,7 @@ static int exec_gate_add(mor_exec *ex, const mor_op *op) {
   mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, dst->shape);
   if (!y) return -1;
   memcpy(y->data, dst->data, sizeof(float) * (size_t)dst->numel);
-  const int32_t *ix = idx->data;
-  float af = (float)alpha;
-  for (int64_t i = 0; i < N; i++) {
-    int64_t t = ix[i];
-    const float *br = (const float *)base->data + t * D, *yr = (const float *)yv->data + i * D;
-    float *out = (float *)y->data + t * D;
-    if (weighted) {
-      float g = af * ((const float *)s->data)[t];
-      for (int64_t k = 0; k < D; k++) out[k] = br[k] + g * yr[k];
-    } else {
-      for (int64_t k = 0; k < D; k++) out[k] = br[k] + yr[k];
-    }
-  }
+  gate_rows(y->data, base->data, yv->data, s->data, idx->data, N, D, weighted, alpha);
   return 0;
 }
 
@@ -603,6 +625,210 @@ static int exec_fill(mor_exec *ex, const mor_op *op) {
   return 0;
 }
 
+/* ---- fused ops added by the passes (same numerics as the ops they replace) ---- */
+
+static int exec_const(mor_exec *ex, const mor_op *op) {
+  int64_t v;
+  if (mor_ref_attr_int(ex, op, "value", &v)) return -1;
+  mor_rt *y = mor_ref_res(ex, op, 0, MOR_I64, 0, NULL);
+  if (!y) return -1;
+  *(int64_t *)y->data = v;
+  return 0;
+}
+
+/* The rmsnorm (attrs norm, eps) of the M rows of x [., D]; NULL on error. */
+static float *norm_rows(mor_exec *ex, const mor_op *op, const float *x, int64_t M, int64_t D) {
+  const float *w = mor_ref_weight(ex, op, "norm", 0, 1, (int64_t[]){D}, NULL);
+  double eps;
+  if (!w || mor_ref_attr_float(ex, op, "eps", &eps)) return NULL;
+  float *a = mor_xmalloc(sizeof(float) * (size_t)(M * D + 1));
+  rmsnorm_rows(x, M, D, w, eps, a);
+  return a;
+}
+
+/* a [M,K] W^T for the weight of attribute `attr` [N,K] into a new buffer; *N set. */
+static float *matmul_attr(mor_exec *ex, const mor_op *op, const char *attr, const float *a, int64_t M, int64_t K,
+                          int64_t N, int64_t *nout) {
+  const mor_global *g;
+  const float *W = mor_ref_weight(ex, op, attr, 0, 2, (int64_t[]){N, K}, &g);
+  if (!W) return NULL;
+  int64_t n = g->type.dims[0].n;
+  float *y = mor_xmalloc(sizeof(float) * (size_t)(M * n + 1));
+  matmul_f32(a, M, K, W, n, y);
+  if (nout) *nout = n;
+  return y;
+}
+
+static int exec_norm_matmul(mor_exec *ex, const mor_op *op) {
+  mor_rt *x = mor_ref_arg(ex, op, 0, MOR_F32, 2);
+  if (!x) return -1;
+  int64_t M = x->shape[0], K = x->shape[1], N;
+  float *a = norm_rows(ex, op, x->data, M, K);
+  if (!a) return -1;
+  float *y = matmul_attr(ex, op, "weight", a, M, K, -1, &N);
+  free(a);
+  if (!y) return -1;
+  mor_rt *r = mor_ref_res(ex, op, 0, MOR_F32, 2, (int64_t[]){M, N});
+  if (r) memcpy(r->data, y, sizeof(float) * (size_t)(M * N));
+  free(y);
+  return r ? 0 : -1;
+}
+
+/* qkv: rows = x[idx], a = rmsnorm(rows); q = rope(a Wq^T); with caches also
+ * kv_write(rope(a Wk^T), a Wv^T) into caches[depth]. */
+static int exec_qkv(mor_exec *ex, const mor_op *op) {
+  mor_rt *x = mor_ref_arg(ex, op, 0, MOR_F32, 2), *pos = mor_ref_arg(ex, op, 1, MOR_I32, 1), *idx = NULL;
+  if (!x || !pos) return -1;
+  int64_t T = x->shape[0], D = x->shape[1], H, hd, KVH = 0, depth = 0;
+  double theta;
+  if (check_rows(ex, op, pos, T, "pos")) return -1;
+  int next = 2;
+  if (op->n_operands > next && op->operands[next]->type.dtype == MOR_I32) {
+    if (!(idx = mor_ref_arg(ex, op, next++, MOR_I32, 1)) || check_idx(ex, op, idx, T)) return -1;
+  }
+  if (op->n_operands > next && (depth = mor_ref_depth(ex, op, next)) < 0) return -1;
+  if (mor_ref_attr_int(ex, op, "heads", &H) || mor_ref_attr_int(ex, op, "head_dim", &hd) ||
+      mor_ref_attr_float(ex, op, "theta", &theta))
+    return -1;
+  if (H <= 0 || hd <= 0 || hd % 2) return mor_ref_fail(ex, op, "heads and an even head_dim must be positive");
+  int64_t M = idx ? idx->shape[0] : T;
+  float *rows = mor_xmalloc(sizeof(float) * (size_t)(M * D + 1));
+  int32_t *p = mor_xmalloc(sizeof(int32_t) * (size_t)(M + 1));
+  for (int64_t i = 0; i < M; i++) {
+    int64_t t = idx ? ((const int32_t *)idx->data)[i] : i;
+    memcpy(rows + i * D, (const float *)x->data + t * D, sizeof(float) * (size_t)D);
+    p[i] = ((const int32_t *)pos->data)[t];
+  }
+  float *a = norm_rows(ex, op, rows, M, D), *q = NULL, *k = NULL, *v = NULL;
+  int rc = -1;
+  if (!a || !(q = matmul_attr(ex, op, "wq", a, M, D, H * hd, NULL))) goto done;
+  rope_rows(q, p, M, H, hd, theta, q);
+  if (mor_op_attr(op, "caches")) {
+    int none;
+    const mor_global *g;
+    mor_kvstore *c = mor_ref_cache(ex, op, "caches", depth, &none, &g);
+    if (!none) {
+      if (!c || mor_ref_attr_int(ex, op, "kv_heads", &KVH)) goto done;
+      if (KVH <= 0 || KVH * hd != c->width) {
+        mor_ref_fail(ex, op, "kv_heads %lld * head_dim %lld does not fit cache @%s rows of %lld", (long long)KVH,
+                     (long long)hd, g->name, (long long)c->width);
+        goto done;
+      }
+      if (!(k = matmul_attr(ex, op, "wk", a, M, D, KVH * hd, NULL)) ||
+          !(v = matmul_attr(ex, op, "wv", a, M, D, KVH * hd, NULL)))
+        goto done;
+      rope_rows(k, p, M, KVH, hd, theta, k);
+      if (kv_append(ex, op, c, g, k, v, p, M)) goto done;
+    }
+  }
+  mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, (int64_t[]){M, H * hd});
+  if (!y) goto done;
+  memcpy(y->data, q, sizeof(float) * (size_t)(M * H * hd));
+  rc = 0;
+done:
+  free(rows);
+  free(p);
+  free(a);
+  free(q);
+  free(k);
+  free(v);
+  return rc;
+}
+
+static int exec_gate_up(mor_exec *ex, const mor_op *op) {
+  mor_rt *x = mor_ref_arg(ex, op, 0, MOR_F32, 2);
+  if (!x) return -1;
+  int64_t M = x->shape[0], D = x->shape[1], F;
+  float *a = norm_rows(ex, op, x->data, M, D), *g = NULL, *u = NULL;
+  int rc = -1;
+  if (!a || !(g = matmul_attr(ex, op, "wg", a, M, D, -1, &F)) || !(u = matmul_attr(ex, op, "wu", a, M, D, F, NULL)))
+    goto done;
+  mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, (int64_t[]){M, F});
+  if (!y) goto done;
+  silu_mul_f32(g, u, M * F, y->data);
+  rc = 0;
+done:
+  free(a);
+  free(g);
+  free(u);
+  return rc;
+}
+
+/* matmul_add: r[idx] + a W^T (r + a W^T without idx) */
+static int exec_matmul_add(mor_exec *ex, const mor_op *op) {
+  mor_rt *a = mor_ref_arg(ex, op, 0, MOR_F32, 2), *r = mor_ref_arg(ex, op, 1, MOR_F32, 2), *idx = NULL;
+  if (!a || !r) return -1;
+  int64_t M = a->shape[0], K = a->shape[1], N;
+  if (op->n_operands > 2) {
+    if (!(idx = mor_ref_arg(ex, op, 2, MOR_I32, 1)) || check_rows(ex, op, idx, M, "idx") ||
+        check_idx(ex, op, idx, r->shape[0]))
+      return -1;
+  } else if (check_rows(ex, op, r, M, "r")) {
+    return -1;
+  }
+  float *mm = matmul_attr(ex, op, "weight", a->data, M, K, -1, &N);
+  if (!mm) return -1;
+  if (r->shape[1] != N) {
+    free(mm);
+    return mor_ref_fail(ex, op, "r has %lld columns, the weight gives %lld", (long long)r->shape[1], (long long)N);
+  }
+  mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, (int64_t[]){M, N});
+  if (y) {
+    float *out = y->data;
+    for (int64_t i = 0; i < M; i++) {
+      int64_t t = idx ? ((const int32_t *)idx->data)[i] : i;
+      const float *rr = (const float *)r->data + t * N;
+      for (int64_t j = 0; j < N; j++) out[i * N + j] = rr[j] + mm[i * N + j];
+    }
+  }
+  free(mm);
+  return y ? 0 : -1;
+}
+
+/* matmul_store: y = r + a W^T, stored into the rows idx of dst ("set") or
+ * gated onto base there ("gate", like gate_add). */
+static int exec_matmul_store(mor_exec *ex, const mor_op *op) {
+  mor_rt *a = mor_ref_arg(ex, op, 0, MOR_F32, 2), *r = mor_ref_arg(ex, op, 1, MOR_F32, 2);
+  mor_rt *dst = mor_ref_arg(ex, op, 2, MOR_F32, 2), *idx = mor_ref_arg(ex, op, 3, MOR_I32, 1);
+  const char *mode = mor_ref_attr_str(ex, op, "mode");
+  if (!a || !r || !dst || !idx || !mode) return -1;
+  int64_t N = a->shape[0], K = a->shape[1], T = dst->shape[0], D = dst->shape[1];
+  if (check_rows(ex, op, r, N, "r") || check_rows(ex, op, idx, N, "idx") || check_idx(ex, op, idx, T)) return -1;
+  if (r->shape[1] != D) return mor_ref_fail(ex, op, "r and dst differ in columns");
+  int gate = !strcmp(mode, "gate"), weighted = 0;
+  mor_rt *base = NULL, *s = NULL;
+  double alpha = 1.0;
+  if (gate) {
+    const char *gating = mor_ref_attr_str(ex, op, "gating");
+    if (!(base = mor_ref_arg(ex, op, 4, MOR_F32, 2)) || !(s = mor_ref_arg(ex, op, 5, MOR_F32, 1)) || !gating)
+      return -1;
+    weighted = !strcmp(gating, "weighted");
+    if (!weighted && strcmp(gating, "none"))
+      return mor_ref_fail(ex, op, "unknown gating '%s' (weighted, none)", gating);
+    if (weighted && mor_ref_attr_float(ex, op, "alpha", &alpha)) return -1;
+    if (!same_shape(base, dst) || s->shape[0] != T)
+      return mor_ref_fail(ex, op, "base must be shaped like dst and s have its %lld rows", (long long)T);
+  } else if (strcmp(mode, "set")) {
+    return mor_ref_fail(ex, op, "unknown mode '%s' (set, gate)", mode);
+  }
+  float *mm = matmul_attr(ex, op, "weight", a->data, N, K, D, NULL);
+  if (!mm) return -1;
+  const float *rp = r->data;
+  for (int64_t i = 0; i < N * D; i++) mm[i] = rp[i] + mm[i];
+  mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, dst->shape);
+  if (y) {
+    memcpy(y->data, dst->data, sizeof(float) * (size_t)dst->numel);
+    const int32_t *ix = idx->data;
+    if (gate) {
+      gate_rows(y->data, base->data, mm, s->data, ix, N, D, weighted, alpha);
+    } else {
+      for (int64_t i = 0; i < N; i++) memcpy((float *)y->data + ix[i] * D, mm + i * D, sizeof(float) * (size_t)D);
+    }
+  }
+  free(mm);
+  return y ? 0 : -1;
+}
+
 int mor_ref_exec_op(mor_exec *ex, const mor_op *op) {
   switch (op->code) {
   case MOR_OP_EMBED: return exec_embed(ex, op);
@@ -623,7 +849,13 @@ int mor_ref_exec_op(mor_exec *ex, const mor_op *op) {
   case MOR_OP_COUNT_ADD: return exec_count_add(ex, op);
   case MOR_OP_IOTA: return exec_iota(ex, op);
   case MOR_OP_FILL: return exec_fill(ex, op);
-  default: /* control flow (recur, yield, return) is run by ref.c */
+  case MOR_OP_CONST: return exec_const(ex, op);
+  case MOR_OP_NORM_MATMUL: return exec_norm_matmul(ex, op);
+  case MOR_OP_QKV: return exec_qkv(ex, op);
+  case MOR_OP_GATE_UP: return exec_gate_up(ex, op);
+  case MOR_OP_MATMUL_ADD: return exec_matmul_add(ex, op);
+  case MOR_OP_MATMUL_STORE: return exec_matmul_store(ex, op);
+  default: /* control flow (recur, call, yield, return) is run by ref.c */
     break;
   }
   return mor_ref_fail(ex, op, "op '%s' is not supported by the reference interpreter",

@@ -59,23 +59,31 @@ static int op_number(const mor_block *b, const mor_op *target, int *k) {
   return 0;
 }
 
+/* Where an op is: "file:line:col: 'name'" for parsed IR, else
+ * "@func: op #k ('name')" numbered like the verifier (1-based, textual
+ * order, regions included); "@func" without an op. */
+static void op_where(const mor_exec *ex, const mor_op *op, char *buf, size_t n) {
+  const mor_module *m = ex->r->m;
+  if (!op) {
+    snprintf(buf, n, "@%s", ex->f->name);
+  } else if (op->line > 0) {
+    snprintf(buf, n, "%s:%d:%d: '%s'", m->src_file ? m->src_file : "<input>", op->line, op->col,
+             mor_ops[op->code].name);
+  } else {
+    int k = 1;
+    op_number(ex->f->body, op, &k);
+    snprintf(buf, n, "@%s: op #%d ('%s')", ex->f->name, k, mor_ops[op->code].name);
+  }
+}
+
 int mor_ref_fail(mor_exec *ex, const mor_op *op, const char *fmt, ...) {
-  char msg[1536];
+  char msg[1536], where[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  const mor_module *m = ex->r->m;
-  if (!op) {
-    mor_errf(ex->err, "@%s: %s", ex->f->name, msg);
-  } else if (op->line > 0) {
-    mor_errf(ex->err, "%s:%d:%d: '%s': %s", m->src_file ? m->src_file : "<input>", op->line, op->col,
-             mor_ops[op->code].name, msg);
-  } else {
-    int k = 1; /* numbered like the verifier: 1-based, in textual order, regions included */
-    op_number(ex->f->body, op, &k);
-    mor_errf(ex->err, "@%s: op #%d ('%s'): %s", ex->f->name, k, mor_ops[op->code].name, msg);
-  }
+  op_where(ex, op, where, sizeof where);
+  mor_errf(ex->err, "%s: %s", where, msg);
   return -1;
 }
 
@@ -532,6 +540,38 @@ done:
   return rc;
 }
 
+/* call: run the callee's body on the arguments, with the caller's sequence
+ * (KV caches); errors inside it are prefixed with the call's location. */
+static int exec_call(mor_exec *ex, const mor_op *op) {
+  const char *name = mor_ref_attr_str(ex, op, "callee");
+  if (!name) return -1;
+  const mor_func *f = mor_find_func(ex->r->m, name);
+  if (!f) return mor_ref_fail(ex, op, "no function @%s in the module", name);
+  if (op->n_operands != f->body->n_args || op->n_results != f->n_results)
+    return mor_ref_fail(ex, op, "@%s takes %d arguments and gives %d results, the call has %d and %d", name,
+                        f->body->n_args, f->n_results, op->n_operands, op->n_results);
+  for (int i = 0; i < op->n_operands; i++) {
+    mor_rt *t = mor_ref_arg(ex, op, i, -1, -2);
+    if (!t || check_type(ex, op, "argument", i, t, &f->body->args[i]->type)) return -1;
+    rt_clone(&ex->vals[f->body->args[i]->id], t);
+  }
+  char where[512];
+  op_where(ex, op, where, sizeof where);
+  mor_rt *out = mor_xcalloc((size_t)f->n_results + 1, sizeof *out);
+  const mor_func *caller = ex->f;
+  ex->f = f;
+  int rc = exec_block(ex, f->body, out, f->n_results);
+  for (int i = 0; i < f->n_results && !rc; i++) rc = check_type(ex, NULL, "result", i, &out[i], &f->result_types[i]);
+  ex->f = caller;
+  if (rc) mor_err_prefix(ex->err, "%s", where);
+  for (int i = 0; i < f->n_results; i++) {
+    if (!rc) rt_move(&ex->vals[op->results[i]->id], &out[i]);
+    rt_clear(&out[i]);
+  }
+  free(out);
+  return rc;
+}
+
 static int exec_block(mor_exec *ex, const mor_block *b, mor_rt *out, int n_out) {
   const mor_bplan *p = find_plan(ex->r, b);
   if (!p) return mor_ref_fail(ex, NULL, "internal error: block without a plan");
@@ -541,6 +581,7 @@ static int exec_block(mor_exec *ex, const mor_block *b, mor_rt *out, int n_out) 
     int rc;
     switch (op->code) {
     case MOR_OP_RECUR: rc = exec_recur(ex, op); break;
+    case MOR_OP_CALL: rc = exec_call(ex, op); break;
     case MOR_OP_YIELD:
       if (!b->parent_op) return mor_ref_fail(ex, op, "yield outside a region");
       rc = exec_terminator(ex, op, out, n_out);

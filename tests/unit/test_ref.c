@@ -716,6 +716,161 @@ START_TEST(test_recur) {
 }
 END_TEST
 
+/* ---- fused ops of the passes: bit-identical to the ops they replace ---------- */
+
+static const char *fused_ir =
+    "module @t {\n  sym T <= 8\n  sym N <= 8\n"
+    "  weight @n : f32[4]\n  weight @Wq : f32[4, 4]\n  weight @Wk : f32[2, 4]\n  weight @Wv : f32[2, 4]\n"
+    "  weight @Wo : f32[4, 4]\n  weight @Wg : f32[6, 4]\n  weight @Wu : f32[6, 4]\n  weight @Wd : f32[4, 6]\n"
+    "  kv @c : f32[16, 1, 2] {layer = 0, depth = 0}\n"
+    "  func @plain(%x: f32[T, 4], %p: i32[T], %i: i32[N], %s: f32[T]) -> (f32[N, 4], f32[N, 4], f32[N, 6], "
+    "f32[N, 4], f32[T, 4], f32[T, 4]) {\n"
+    "    %g = gather %x, %i : f32[N, 4]\n    %gp = gather %p, %i : i32[N]\n"
+    "    %a = rmsnorm %g {weight = @n, eps = 1.0e-5} : f32[N, 4]\n"
+    "    %q0 = matmul %a {weight = @Wq} : f32[N, 4]\n"
+    "    %q = rope %q0, %gp {heads = 2, head_dim = 2, theta = 10000.0} : f32[N, 4]\n"
+    "    %k0 = matmul %a {weight = @Wk} : f32[N, 2]\n"
+    "    %k = rope %k0, %gp {heads = 1, head_dim = 2, theta = 10000.0} : f32[N, 2]\n"
+    "    %v = matmul %a {weight = @Wv} : f32[N, 2]\n"
+    "    kv_write %k, %v, %gp {caches = [@c]}\n"
+    "    %o = attention %q, %gp {caches = [@c], heads = 2, kv_heads = 1, head_dim = 2} : f32[N, 4]\n"
+    "    %nm = matmul %a {weight = @Wo} : f32[N, 4]\n"
+    "    %gg = matmul %a {weight = @Wg} : f32[N, 6]\n    %uu = matmul %a {weight = @Wu} : f32[N, 6]\n"
+    "    %gu = silu_mul %gg, %uu : f32[N, 6]\n"
+    "    %mo = matmul %o {weight = @Wo} : f32[N, 4]\n    %ma = add %g, %mo : f32[N, 4]\n"
+    "    %md = matmul %gu {weight = @Wd} : f32[N, 4]\n    %y = add %ma, %md : f32[N, 4]\n"
+    "    %st = scatter %x, %i, %y : f32[T, 4]\n"
+    "    %ga = gate_add %x, %x, %y, %s, %i {alpha = 0.5, gating = \"weighted\"} : f32[T, 4]\n"
+    "    return %o, %nm, %gu, %ma, %st, %ga\n  }\n"
+    "  func @fused(%x: f32[T, 4], %p: i32[T], %i: i32[N], %s: f32[T]) -> (f32[N, 4], f32[N, 4], f32[N, 6], "
+    "f32[N, 4], f32[T, 4], f32[T, 4]) {\n"
+    "    %q = qkv %x, %p, %i {norm = @n, eps = 1.0e-5, wq = @Wq, heads = 2, head_dim = 2, theta = 10000.0, "
+    "wk = @Wk, wv = @Wv, kv_heads = 1, caches = [@c]} : f32[N, 4]\n"
+    "    %gp = gather %p, %i : i32[N]\n"
+    "    %o = attention %q, %gp {caches = [@c], heads = 2, kv_heads = 1, head_dim = 2} : f32[N, 4]\n"
+    "    %g = gather %x, %i : f32[N, 4]\n"
+    "    %nm = norm_matmul %g {norm = @n, eps = 1.0e-5, weight = @Wo} : f32[N, 4]\n"
+    "    %gu = gate_up %g {norm = @n, eps = 1.0e-5, wg = @Wg, wu = @Wu} : f32[N, 6]\n"
+    "    %ma = matmul_add %o, %x, %i {weight = @Wo} : f32[N, 4]\n"
+    "    %st = matmul_store %gu, %ma, %x, %i {weight = @Wd, mode = \"set\"} : f32[T, 4]\n"
+    "    %ga = matmul_store %gu, %ma, %x, %i, %x, %s {weight = @Wd, mode = \"gate\", alpha = 0.5, "
+    "gating = \"weighted\"} : f32[T, 4]\n"
+    "    return %o, %nm, %gu, %ma, %st, %ga\n  }\n"
+    "  func @blk(%h: f32[N, 4], %d: i64[]) -> (f32[N, 4]) {\n"
+    "    %y = norm_matmul %h {norm = @n, eps = 1.0e-5, weight = @Wo} : f32[N, 4]\n"
+    "    %z = matmul_add %y, %h {weight = @Wo} : f32[N, 4]\n    return %z\n  }\n"
+    "  func @caller(%x: f32[T, 4]) -> (f32[T, 4], f32[T, 4]) {\n"
+    "    %d = const {value = 1} : i64[]\n"
+    "    %y = call %x, %d {callee = @blk} : f32[T, 4]\n"
+    "    %a = rmsnorm %x {weight = @n, eps = 1.0e-5} : f32[T, 4]\n"
+    "    %b = matmul %a {weight = @Wo} : f32[T, 4]\n    %c = matmul %b {weight = @Wo} : f32[T, 4]\n"
+    "    %e = add %x, %c : f32[T, 4]\n    return %y, %e\n  }\n"
+    "  func @qnone(%x: f32[T, 4], %p: i32[T], %d: i64[]) -> (f32[T, 4]) {\n"
+    "    %q = qkv %x, %p, %d {norm = @n, eps = 1.0e-5, wq = @Wq, heads = 2, head_dim = 2, theta = 10000.0, "
+    "wk = @Wk, wv = @Wv, kv_heads = 1, caches = [@c, @none]} : f32[T, 4]\n    return %q\n  }\n"
+    "  func @badcall(%x: f32[T, 4]) -> (f32[T, 4]) {\n"
+    "    %y = call %x {callee = @reads} : f32[T, 4]\n    return %y\n  }\n"
+    "  func @reads(%q: f32[N, 4]) -> (f32[N, 4]) {\n"
+    "    %p = iota %q : i32[N]\n"
+    "    %o = attention %q, %p {caches = [@c], heads = 2, kv_heads = 1, head_dim = 2} : f32[N, 4]\n"
+    "    return %o\n  }\n}\n";
+
+typedef struct fused_w {
+  float n[4], Wq[16], Wk[8], Wv[8], Wo[16], Wg[24], Wu[24], Wd[24];
+} fused_w;
+
+static mor_weights *fused_weights(fused_w *fw) {
+  uint32_t s = 3;
+  float *all[] = {fw->n, fw->Wq, fw->Wk, fw->Wv, fw->Wo, fw->Wg, fw->Wu, fw->Wd};
+  int len[] = {4, 16, 8, 8, 16, 24, 24, 24};
+  for (int j = 0; j < 8; j++)
+    for (int i = 0; i < len[j]; i++) all[j][i] = frand(&s);
+  return mkweights(8, (wspec[]){{"n", MOR_F32, 1, {4}, fw->n},
+                                {"Wq", MOR_F32, 2, {4, 4}, fw->Wq},
+                                {"Wk", MOR_F32, 2, {2, 4}, fw->Wk},
+                                {"Wv", MOR_F32, 2, {2, 4}, fw->Wv},
+                                {"Wo", MOR_F32, 2, {4, 4}, fw->Wo},
+                                {"Wg", MOR_F32, 2, {6, 4}, fw->Wg},
+                                {"Wu", MOR_F32, 2, {6, 4}, fw->Wu},
+                                {"Wd", MOR_F32, 2, {4, 6}, fw->Wd}});
+}
+
+static void same_bits(const mor_ref_tensor *a, const mor_ref_tensor *b, int which) {
+  ck_assert_int_eq(a->rank, b->rank);
+  int64_t n = 1;
+  for (int d = 0; d < a->rank; d++) {
+    ck_assert_int_eq(a->shape[d], b->shape[d]);
+    n *= a->shape[d];
+  }
+  for (int64_t i = 0; i < n; i++)
+    ck_assert_msg(((float *)a->data)[i] == ((float *)b->data)[i], "result %d element %lld: %.9g vs %.9g", which,
+                  (long long)i, ((float *)a->data)[i], ((float *)b->data)[i]);
+}
+
+START_TEST(test_fused_ops) {
+  mor_module *m = parse(fused_ir);
+  fused_w fw;
+  mor_weights *w = fused_weights(&fw);
+  mor_ref *r = mkref(m, w);
+  mor_ref_seq *s1 = mor_ref_seq_new(r), *s2 = mor_ref_seq_new(r);
+  float x[20], sc[5];
+  uint32_t seed = 9;
+  for (int i = 0; i < 20; i++) x[i] = frand(&seed);
+  for (int i = 0; i < 5; i++) sc[i] = frand(&seed);
+  int32_t p[5] = {0, 1, 2, 3, 4}, idx[3] = {0, 2, 3};
+  mor_ref_tensor a[4] = {tf(x, 2, 5, 4), ti(p, 5), ti(idx, 3), tf(sc, 1, 5, 0)}, y1[6], y2[6];
+  call_ok(r, s1, "plain", 4, a, 6, y1);
+  call_ok(r, s2, "fused", 4, a, 6, y2);
+  for (int i = 0; i < 6; i++) {
+    same_bits(&y1[i], &y2[i], i);
+    mor_ref_tensor_free(&y1[i]);
+    mor_ref_tensor_free(&y2[i]);
+  }
+  ck_assert_int_eq(mor_ref_seq_cache_len(s1, "c"), 3);
+  ck_assert_int_eq(mor_ref_seq_cache_len(s2, "c"), 3);
+  /* qkv with a depth operand whose cache entry is @none writes nothing */
+  int64_t d = 1;
+  mor_ref_tensor qa[3] = {tf(x, 2, 5, 4), ti(p, 5), tscalar(&d)}, q;
+  call_ok(r, s2, "qnone", 3, qa, 1, &q);
+  mor_ref_tensor_free(&q);
+  ck_assert_int_eq(mor_ref_seq_cache_len(s2, "c"), 3);
+  d = 0;
+  call_ok(r, s2, "qnone", 3, qa, 1, &q);
+  mor_ref_tensor_free(&q);
+  ck_assert_int_eq(mor_ref_seq_cache_len(s2, "c"), 8);
+  mor_ref_seq_free(s1);
+  mor_ref_seq_free(s2);
+  mor_ref_free(r);
+  mor_weights_free(w);
+  mor_module_free(m);
+}
+END_TEST
+
+/* call runs the callee on the arguments; const gives an i64 scalar; errors
+ * inside the callee name the call and the callee's op */
+START_TEST(test_call_const) {
+  mor_module *m = parse(fused_ir);
+  fused_w fw;
+  mor_weights *w = fused_weights(&fw);
+  mor_ref *r = mkref(m, w);
+  float x[12];
+  uint32_t seed = 5;
+  for (int i = 0; i < 12; i++) x[i] = frand(&seed);
+  mor_ref_tensor a = tf(x, 2, 3, 4), y[2];
+  call_ok(r, NULL, "caller", 1, &a, 2, y);
+  same_bits(&y[0], &y[1], 0);
+  mor_ref_tensor_free(&y[0]);
+  mor_ref_tensor_free(&y[1]);
+  mor_ref_seq *s = mor_ref_seq_new(r);
+  call_fails(r, s, "badcall", 1, &a, 1, y, "'call': t.mor:");
+  call_fails(r, s, "badcall", 1, &a, 1, y, "'attention': row 0 (position 0): cache @c has no entry");
+  mor_ref_seq_free(s);
+  mor_ref_free(r);
+  mor_weights_free(w);
+  mor_module_free(m);
+}
+END_TEST
+
 /* ---- forward ---------------------------------------------------------------------- */
 
 /* A one-layer model: embed, attention block with residual, tied logits. */
@@ -981,6 +1136,8 @@ static Suite *ref_suite(void) {
   tcase_add_test(ops, test_count_iota_fill);
   tcase_add_test(ops, test_zero_rows);
   tcase_add_test(ops, test_recur);
+  tcase_add_test(ops, test_fused_ops);
+  tcase_add_test(ops, test_call_const);
   suite_add_tcase(s, ops);
   TCase *fw = tcase_create("forward");
   tcase_add_test(fw, test_forward_first_token);
