@@ -145,11 +145,11 @@ static void show_routing(const morrt_tokenizer *tok, const int32_t *ids, const i
   for (size_t i = 0; i < n; i++) {
     if (i == n_prompt && n_prompt) fputs(tty ? "\033[1m|\033[0m" : " || ", stdout);
     if (tty) {
-      fputs(depth_color(dep[i]), stdout);
-      if (!tok) printf("%d", ids[i]);
+      /* no escape codes inside a UTF-8 character split over tokens */
+      const char *t = tok ? morrt_tokenizer_token(tok, ids[i]) : NULL;
+      if (!t || ((unsigned char)t[0] & 0xc0) != 0x80) fputs(depth_color(dep[i]), stdout);
+      if (!tok) printf("%d ", ids[i]);
       else print_token(tok, ids[i], stdout);
-      fputs("\033[0m", stdout);
-      if (!tok) putchar(' ');
     } else {
       if (!tok) printf("%d", ids[i]);
       else print_token(tok, ids[i], stdout);
@@ -157,6 +157,7 @@ static void show_routing(const morrt_tokenizer *tok, const int32_t *ids, const i
       else printf("[?]%s", tok ? "" : " ");
     }
   }
+  if (tty) fputs("\033[0m", stdout);
   putchar('\n');
   if (tty) {
     fputs("recursions:", stdout);
