@@ -127,13 +127,14 @@ static const char *const mor_keys[] = {
 static int check_keys(ctx *x, const cJSON *obj, const char *prefix, const char *const *known,
                       const char *const *silent) {
   const char *dup = mor_json_dup_key(obj);
+  char name[128];
   if (dup) {
-    mor_errf(x->err, "%s: %s%s: key appears twice", x->file, prefix, dup);
+    mor_errf(x->err, "%s: %s%s: key appears twice", x->file, prefix, mor_esc(dup, name, sizeof name));
     return -1;
   }
   for (const cJSON *k = obj->child; k; k = k->next)
     if (!in_list(k->string, known) && !(silent && in_list(k->string, silent)))
-      mor_warnf("%s: %s%s: unknown key, ignored", x->file, prefix, k->string);
+      mor_warnf("%s: %s%s: unknown key, ignored", x->file, prefix, mor_esc(k->string, name, sizeof name));
   return 0;
 }
 
@@ -166,7 +167,8 @@ static int check_products(ctx *x, mor_config *c) {
       mul_checked(x, 2, D, &d2, "2 * hidden_size (MLP router)") ||
       mul_checked(x, d2, D, &r1, "2 * hidden_size * hidden_size (MLP router)") ||
       mul_checked(x, d2, (uint64_t)c->n_r, &r2, "num_recursions * 2 * hidden_size (MLP router)") ||
-      mul_checked(x, r1 + r2, (uint64_t)c->n_r, &routers, "the routers' weights"))
+      add_checked(x, r1, r2, &r1, "the weights of one MLP router") ||
+      mul_checked(x, r1, (uint64_t)c->n_r, &routers, "the routers' weights"))
     return -1;
   /* one layer: q and o, k and v, gate, up and down, two norms */
   uint64_t parts[] = {q, q, kv, kv, mlp, mlp, mlp, D, D};
@@ -472,8 +474,13 @@ mor_config *mor_config_load(const char *path, mor_err *err) {
   size_t len;
   char *text = mor_read_file(path, &len, err);
   if (!text) return NULL;
-  cJSON *root = mor_json_parse(path, text, len, err);
+  mor_config *c = mor_config_parse(path, text, len, err);
   free(text);
+  return c;
+}
+
+mor_config *mor_config_parse(const char *path, const char *text, size_t len, mor_err *err) {
+  cJSON *root = mor_json_parse(path, text, len, err);
   if (!root) return NULL;
   mor_config *c = mor_xcalloc(1, sizeof *c);
   c->json_path = mor_xstrdup(path);

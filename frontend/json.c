@@ -18,7 +18,7 @@ static void parse_error(const char *where, const char *text, size_t len, size_t 
       line++;
       bol = i + 1;
     }
-  size_t eol = bol;
+  size_t eol = pos; /* not from bol: a '\r' before pos would end the line before the column */
   while (eol < len && text[eol] != '\n' && text[eol] != '\r') eol++;
   size_t col = pos - bol + 1;
   /* Show at most 100 characters of the line, around the column. */
@@ -36,15 +36,24 @@ static void parse_error(const char *where, const char *text, size_t len, size_t 
   } else {
     snprintf(unexpected, sizeof unexpected, "unexpected byte 0x%02x", (unsigned char)text[pos]);
   }
+  /* The line as shown: UTF-8 kept, control bytes as ' ', stray bytes as '?';
+   * the caret counts characters. */
   char linebuf[128];
-  size_t k = 0;
-  for (size_t i = 0; i < shown && k + 1 < sizeof linebuf; i++) {
+  size_t k = 0, caret = 0;
+  for (size_t i = 0; i < shown && k + 5 < sizeof linebuf;) {
     unsigned char c = (unsigned char)text[from + i];
-    linebuf[k++] = (c == '\t' || c < 0x20 || c == 0x7f) ? ' ' : (char)c;
+    int n = mor_utf8_char(text + from + i, shown - i);
+    if (from + i < pos) caret++;
+    if (n) {
+      memcpy(linebuf + k, text + from + i, (size_t)n);
+      k += (size_t)n;
+      i += (size_t)n;
+    } else {
+      linebuf[k++] = c < 0x20 || c == 0x7f ? ' ' : '?';
+      i++;
+    }
   }
   linebuf[k] = 0;
-  size_t caret = pos - from;
-  if (caret > k) caret = k;
   mor_errf(err, "%s:%d:%zu: malformed JSON (%s)\n  %s\n  %*s^", where, line, col, unexpected, linebuf, (int)caret, "");
 }
 
@@ -237,11 +246,8 @@ const char *mor_json_show(const cJSON *v, char *buf, size_t n) {
   if (v && cJSON_IsBool(v)) {
     snprintf(buf, n, "%s", cJSON_IsTrue(v) ? "true" : "false");
   } else if (v && cJSON_IsString(v)) {
-    const char *s = v->valuestring;
-    if (strlen(s) > 40)
-      snprintf(buf, n, "\"%.37s...\"", s);
-    else
-      snprintf(buf, n, "\"%s\"", s);
+    char s[44]; /* long strings are cut with "..."; quotes and control bytes escaped */
+    snprintf(buf, n, "\"%s\"", mor_esc(v->valuestring, s, sizeof s));
   } else {
     snprintf(buf, n, "%s", mor_json_kind(v));
   }

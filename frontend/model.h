@@ -47,6 +47,9 @@ typedef struct mor_config {
 /* Parse and validate. Errors name the file and JSON path, e.g.
  * "m.json: mor.capacity[2]: expected a number in (0, 1], got 1.5". */
 mor_config *mor_config_load(const char *path, mor_err *err);
+/* The same from len bytes of text already in memory (need not be
+ * NUL-terminated); path names the file in messages and locates the weights. */
+mor_config *mor_config_parse(const char *path, const char *text, size_t len, mor_err *err);
 void mor_config_free(mor_config *c);
 
 /* Layer map: unrolled layer l (0..num_layers-1) -> what it runs. */

@@ -207,9 +207,10 @@ static int check(rctx *x, mor_resolved *r) {
     want *q = &x->wants[i];
     if (!q->found && q->primary < 0) {
       int k = closest_unused(w, used, q->name);
+      char name[256];
       mor_errf(x->err, "%s: missing tensor '%s' (expected shape %s = %s)%s%s%s", files_label(x), q->name, q->label,
                shape_str(q->rank, q->shape, a, sizeof a), k < w->n_tensors ? "; the files hold unexpected tensor '" : "",
-               k < w->n_tensors ? w->tensors[k].name : "", k < w->n_tensors ? "'" : "");
+               k < w->n_tensors ? mor_esc(w->tensors[k].name, name, sizeof name) : "", k < w->n_tensors ? "'" : "");
       goto out;
     }
     const mor_tensor *t = q->found;
@@ -223,10 +224,11 @@ static int check(rctx *x, mor_resolved *r) {
     if (!used[k]) {
       static const char *const routing[] = {"none", "expert_choice", "token_choice"};
       static const char *const sharing[] = {"cycle", "middle_cycle", "sequence", "middle_sequence"};
+      char name[256];
       mor_errf(x->err,
                "%s: unexpected tensor '%s': a model with routing \"%s\", sharing \"%s\", %d recursion%s and %lld "
                "layers has no weight of that name",
-               w->tensors[k].file, w->tensors[k].name, routing[x->c->routing], sharing[x->c->sharing], x->c->n_r,
+               w->tensors[k].file, mor_esc(w->tensors[k].name, name, sizeof name), routing[x->c->routing], sharing[x->c->sharing], x->c->n_r,
                x->c->n_r == 1 ? "" : "s", (long long)x->c->num_layers);
       goto out;
     }

@@ -179,10 +179,12 @@ static int check_overlaps(const char *file, mor_tensor *ts, int n, const uint8_t
     }
   qsort(sp, (size_t)k, sizeof(span), span_cmp);
   int rc = 0, far = 0; /* far: the span reaching furthest so far */
+  char na[256], nb[256];
   for (int i = 1; i < k && !rc; i++) {
     if (sp[i].begin < sp[far].end) {
-      mor_errf(err, "%s: tensors '%s' (bytes [%llu, %llu]) and '%s' (bytes [%llu, %llu]) overlap", file, sp[far].name,
-               (unsigned long long)sp[far].begin, (unsigned long long)sp[far].end, sp[i].name,
+      mor_errf(err, "%s: tensors '%s' (bytes [%llu, %llu]) and '%s' (bytes [%llu, %llu]) overlap", file,
+               mor_esc(sp[far].name, na, sizeof na), (unsigned long long)sp[far].begin,
+               (unsigned long long)sp[far].end, mor_esc(sp[i].name, nb, sizeof nb),
                (unsigned long long)sp[i].begin, (unsigned long long)sp[i].end);
       rc = -1;
     }
@@ -210,8 +212,9 @@ static int parse_header(builder *b, const char *file, const uint8_t *map, uint64
   int first = b->w->n_tensors;
   const char *fname = b->w->files[b->w->n_files - 1];
   for (const cJSON *e = root->child; e && !rc; e = e->next) {
-    const char *name = e->string;
-    if (!strcmp(name, "__metadata__")) {
+    char name[256]; /* the tensor name as messages show it */
+    mor_esc(e->string, name, sizeof name);
+    if (!strcmp(e->string, "__metadata__")) {
       if (!cJSON_IsObject(e)) {
         mor_errf(err, "%s: __metadata__: expected an object of strings, got %s", file, mor_json_show(e, g, sizeof g));
         rc = -1;
@@ -231,7 +234,7 @@ static int parse_header(builder *b, const char *file, const uint8_t *map, uint64
     }
     for (const cJSON *k = e->child; k; k = k->next)
       if (strcmp(k->string, "dtype") && strcmp(k->string, "shape") && strcmp(k->string, "data_offsets"))
-        mor_warnf("%s: tensor '%s': %s: unknown key, ignored", file, name, k->string);
+        mor_warnf("%s: tensor '%s': %s: unknown key, ignored", file, name, mor_esc(k->string, g, sizeof g));
     mor_tensor tmp = {0};
     uint64_t begin = 0;
     if (parse_dtype(file, name, cJSON_GetObjectItemCaseSensitive(e, "dtype"), &tmp.dtype, err) ||
@@ -242,7 +245,7 @@ static int parse_header(builder *b, const char *file, const uint8_t *map, uint64
     }
     mor_tensor *t = add_tensor(b);
     *t = tmp;
-    t->name = mor_xstrdup(name);
+    t->name = mor_xstrdup(e->string);
     t->data = data + begin;
     t->file = fname;
   }
@@ -304,10 +307,12 @@ static int finish(mor_weights *w, mor_err *err) {
   for (int i = 1; i < w->n_tensors; i++)
     if (!strcmp(w->tensors[i - 1].name, w->tensors[i].name)) {
       const mor_tensor *a = &w->tensors[i - 1], *c = &w->tensors[i];
+      char name[256];
+      mor_esc(a->name, name, sizeof name);
       if (a->file == c->file)
-        mor_errf(err, "%s: tensor '%s' appears twice in the header", a->file, a->name);
+        mor_errf(err, "%s: tensor '%s' appears twice in the header", a->file, name);
       else
-        mor_errf(err, "tensor '%s' is in two weight files: %s and %s", a->name, a->file, c->file);
+        mor_errf(err, "tensor '%s' is in two weight files: %s and %s", name, a->file, c->file);
       return -1;
     }
   return 0;
@@ -350,7 +355,7 @@ static int open_index(builder *b, const char *path, mor_err *err) {
   }
   for (const cJSON *k = root->child; k; k = k->next)
     if (strcmp(k->string, "weight_map") && strcmp(k->string, "metadata"))
-      mor_warnf("%s: %s: unknown key, ignored", path, k->string);
+      mor_warnf("%s: %s: unknown key, ignored", path, mor_esc(k->string, g, sizeof g));
   if (!wm) {
     mor_errf(err, "%s: weight_map: required key is missing (expected an object of tensor name -> file)", path);
     goto out;
@@ -363,9 +368,11 @@ static int open_index(builder *b, const char *path, mor_err *err) {
   int cap = cJSON_GetArraySize(wm);
   map = mor_xmalloc(sizeof(map_entry) * (size_t)(cap ? cap : 1));
   shards = mor_xcalloc((size_t)(cap ? cap : 1), sizeof(char *));
+  char name[256], file[256]; /* a tensor name and a shard's file name as messages show them */
   for (const cJSON *e = wm->child; e; e = e->next) {
+    mor_esc(e->string, name, sizeof name);
     if (!cJSON_IsString(e) || !e->valuestring[0]) {
-      mor_errf(err, "%s: weight_map[\"%s\"]: expected a file name, got %s", path, e->string,
+      mor_errf(err, "%s: weight_map[\"%s\"]: expected a file name, got %s", path, name,
                mor_json_show(e, g, sizeof g));
       goto out;
     }
@@ -375,11 +382,11 @@ static int open_index(builder *b, const char *path, mor_err *err) {
       char *full = join(dir, e->valuestring);
       struct stat st;
       if (stat(full, &st) != 0) {
+        mor_esc(e->valuestring, file, sizeof file);
         if (strcmp(full, e->valuestring))
-          mor_errf(err, "%s: weight_map[\"%s\"]: shard %s does not exist (looked for %s)", path, e->string,
-                   e->valuestring, full);
+          mor_errf(err, "%s: weight_map[\"%s\"]: shard %s does not exist (looked for %s)", path, name, file, full);
         else
-          mor_errf(err, "%s: weight_map[\"%s\"]: shard %s does not exist", path, e->string, e->valuestring);
+          mor_errf(err, "%s: weight_map[\"%s\"]: shard %s does not exist", path, name, file);
         free(full);
         goto out;
       }
@@ -391,7 +398,7 @@ static int open_index(builder *b, const char *path, mor_err *err) {
   qsort(map, (size_t)n_map, sizeof(map_entry), map_entry_cmp);
   for (int i = 1; i < n_map; i++)
     if (!strcmp(map[i - 1].name, map[i].name)) {
-      mor_errf(err, "%s: weight_map[\"%s\"]: key appears twice", path, map[i].name);
+      mor_errf(err, "%s: weight_map[\"%s\"]: key appears twice", path, mor_esc(map[i].name, name, sizeof name));
       goto out;
     }
   shard_first = mor_xmalloc(sizeof(int) * (size_t)(n_shards ? n_shards : 1));
@@ -411,12 +418,14 @@ static int open_index(builder *b, const char *path, mor_err *err) {
       const mor_tensor *t = &b->w->tensors[i];
       map_entry key = {t->name, 0};
       map_entry *m = bsearch(&key, map, (size_t)n_map, sizeof(map_entry), map_entry_cmp);
+      mor_esc(t->name, name, sizeof name);
       if (!m) {
-        mor_errf(err, "%s: tensor '%s' is not listed in the index %s", t->file, t->name, path);
+        mor_errf(err, "%s: tensor '%s' is not listed in the index %s", t->file, name, path);
         goto out;
       }
       if (m->shard != s) {
-        mor_errf(err, "%s: tensor '%s' is listed for shard %s in the index %s", t->file, t->name, shards[m->shard], path);
+        mor_errf(err, "%s: tensor '%s' is listed for shard %s in the index %s", t->file, name,
+                 mor_esc(shards[m->shard], file, sizeof file), path);
         goto out;
       }
       listed++;
@@ -427,7 +436,8 @@ static int open_index(builder *b, const char *path, mor_err *err) {
       int found = 0, s = map[i].shard;
       for (int j = shard_first[s]; j < shard_end[s] && !found; j++) found = !strcmp(b->w->tensors[j].name, map[i].name);
       if (!found) {
-        mor_errf(err, "%s: weight_map[\"%s\"]: tensor is not in shard %s", path, map[i].name, shards[s]);
+        mor_errf(err, "%s: weight_map[\"%s\"]: tensor is not in shard %s", path, mor_esc(map[i].name, name, sizeof name),
+                 mor_esc(shards[s], file, sizeof file));
         goto out;
       }
     }

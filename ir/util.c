@@ -8,12 +8,38 @@
 
 int mor_quiet_warnings = 0;
 
+/* Make a formatted message safe to print, in place: tabs become spaces,
+ * other control bytes (but newlines) and bytes that are not UTF-8 become '?',
+ * and a UTF-8 sequence cut by truncation is dropped. Names are escaped where
+ * they are formatted (mor_esc); this is the net under every message. */
+static void clean_msg(char *s) {
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)s[i];
+    int k = c == '\n' ? 1 : mor_utf8_char(s + i, n - i);
+    if (k) {
+      i += (size_t)k;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xf4 && n - i < 4) { /* a sequence cut short at the end */
+      int whole = 1;
+      for (size_t j = i + 1; j < n; j++) whole &= ((unsigned char)s[j] & 0xc0) == 0x80;
+      if (whole) {
+        s[i] = 0;
+        return;
+      }
+    }
+    s[i++] = c == '\t' ? ' ' : '?';
+  }
+}
+
 void mor_errf(mor_err *e, const char *fmt, ...) {
   if (!e) return;
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  clean_msg(e->msg);
 }
 
 void mor_err_prefix(mor_err *e, const char *fmt, ...) {
@@ -31,16 +57,75 @@ void mor_err_prefix(mor_err *e, const char *fmt, ...) {
   memcpy(e->msg + np, ": ", 2);
   memcpy(e->msg + np + 2, old, no);
   e->msg[np + 2 + no] = 0;
+  clean_msg(e->msg);
+}
+
+/* Length of the well-formed UTF-8 sequence at p (2..4), or 0. */
+static int utf8_len(const unsigned char *p, uint32_t *cp) {
+  int n = p[0] >= 0xf5 ? 0 : p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+  if (!n) return 0;
+  uint32_t c = p[0] & (0x7f >> n);
+  for (int i = 1; i < n; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    c = (c << 6) | (p[i] & 0x3f);
+  }
+  if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff))) || (n == 4 && (c < 0x10000 || c > 0x10ffff))) return 0;
+  *cp = c;
+  return n;
+}
+
+int mor_utf8_char(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  unsigned char tmp[5] = {0};
+  uint32_t cp;
+  if (n == 0) return 0;
+  if (*p < 0x80) return *p >= 0x20 && *p != 0x7f;
+  memcpy(tmp, p, n < 4 ? n : 4); /* utf8_len stops at the first non-continuation byte: the 0 after a short copy */
+  return utf8_len(tmp, &cp);
+}
+
+const char *mor_esc(const char *s, char *buf, size_t n) {
+  size_t k = 0;
+  if (n == 0) return buf;
+  for (const unsigned char *p = (const unsigned char *)s; *p;) {
+    char tmp[16];
+    size_t len = 1;
+    uint32_t cp = 0;
+    int u = *p >= 0x80 ? utf8_len(p, &cp) : 0;
+    if (*p == '"' || *p == '\\') snprintf(tmp, sizeof tmp, "\\%c", *p);
+    else if (*p == '\n') snprintf(tmp, sizeof tmp, "\\n");
+    else if (*p == '\t') snprintf(tmp, sizeof tmp, "\\t");
+    else if (*p < 0x20 || *p == 0x7f || (*p >= 0x80 && !u)) snprintf(tmp, sizeof tmp, "\\x%02x", *p);
+    else if (u && ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e || cp == 0x200f)) {
+      snprintf(tmp, sizeof tmp, "\\x%02x\\x%02x\\x%02x", p[0], p[1], p[2]); /* bidi controls: 3 bytes */
+      len = (size_t)u;
+    } else {
+      len = u ? (size_t)u : 1;
+      memcpy(tmp, p, len);
+      tmp[len] = 0;
+    }
+    size_t t = strlen(tmp);
+    if (k + t + 4 > n) { /* no room for this and "..." */
+      if (k + 4 <= n) memcpy(buf + k, "...", 3), k += 3;
+      break;
+    }
+    memcpy(buf + k, tmp, t);
+    k += t;
+    p += len;
+  }
+  buf[k < n ? k : n - 1] = 0;
+  return buf;
 }
 
 void mor_warnf(const char *fmt, ...) {
   if (mor_quiet_warnings) return;
+  char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  fputs("morc: warning: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  clean_msg(msg);
+  fprintf(stderr, "morc: warning: %s\n", msg);
 }
 
 static void oom(void) {

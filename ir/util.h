@@ -16,6 +16,16 @@ void mor_errf(mor_err *e, const char *fmt, ...) __attribute__((format(printf, 2,
 /* Prefix an existing message: "<prefix>: <old msg>". */
 void mor_err_prefix(mor_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A name from an input file made safe to show in a message: printable
+ * ASCII and well-formed UTF-8 kept; double quotes, backslashes, control
+ * bytes, bytes that are not UTF-8 and bidi controls escaped as in IR text
+ * (\" \\ \n \t \xHH); cut with "..." to fit n bytes. Returns buf. */
+const char *mor_esc(const char *s, char *buf, size_t n);
+/* Bytes of the character at s (n bytes available) when it is printable
+ * ASCII (1) or a well-formed UTF-8 sequence (2..4); 0 for control bytes,
+ * stray bytes and a sequence cut short. */
+int mor_utf8_char(const char *s, size_t n);
+
 /* Warnings go to stderr as "morc: warning: ..." unless silenced. */
 extern int mor_quiet_warnings;
 void mor_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

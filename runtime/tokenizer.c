@@ -112,6 +112,28 @@ typedef struct loader {
   int cp_to_byte[BYTE_CP_LIMIT];
 } loader;
 
+/* Make a message safe to print, in place (names and regexes from the file
+ * end up in it): control bytes but newlines, and bytes that are not UTF-8,
+ * become '?'. */
+static void clean_msg(char *s) {
+  for (unsigned char *p = (unsigned char *)s; *p;) {
+    int n = *p < 0x80 ? 1 : *p >= 0xc2 && *p <= 0xdf ? 2 : *p >= 0xe0 && *p <= 0xef ? 3 : *p >= 0xf0 && *p <= 0xf4 ? 4 : 0;
+    for (int i = 1; i < n; i++)
+      if ((p[i] & 0xc0) != 0x80)
+        n = 0;
+    if (n == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
+      n = 0; /* overlong, surrogate */
+    if (n == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
+      n = 0; /* overlong, past U+10FFFF */
+    if (n == 1 && ((*p < 0x20 && *p != '\n') || *p == 0x7f))
+      n = 0;
+    if (n == 0)
+      *p++ = '?';
+    else
+      p += n;
+  }
+}
+
 static int lfail(loader *ld, const morrt_json *at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int lfail(loader *ld, const morrt_json *at, const char *fmt, ...) {
   if (!ld->err || ld->errlen == 0)
@@ -127,6 +149,7 @@ static int lfail(loader *ld, const morrt_json *at, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(ld->err + k, ld->errlen - (size_t)k, fmt, ap);
   va_end(ap);
+  clean_msg(ld->err);
   return -1;
 }
 
@@ -613,6 +636,8 @@ morrt_tokenizer *morrt_tokenizer_load_mem(const char *json, size_t len, const ch
   if (!doc) {
     if (err && errlen)
       snprintf(err, errlen, "%s:%s", ld.name, msg);
+    if (err && errlen)
+      clean_msg(err);
     return NULL;
   }
   ld.tok = calloc(1, sizeof *ld.tok);

@@ -2,6 +2,8 @@
  * which item is wrong and why. */
 #include "tools/cli.h"
 #include <ctype.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,10 +14,12 @@ int mor_cli_parse_ints(const char *s, const char *what, int64_t **out, size_t *n
   while (*p) {
     while (*p == ' ' || *p == '\t') p++;
     if (!isdigit((unsigned char)*p)) {
+      char item[24], shown[100];
       int len = 0;
       while (p[len] && p[len] != ',' && len < 20) len++;
-      mor_errf(e, "%s: item %zu: expected a non-negative integer, found '%.*s'", what, k + 1, len ? len : 5,
-               len ? p : "(end)");
+      snprintf(item, sizeof item, "%.*s", len, p);
+      mor_errf(e, "%s: item %zu: expected a non-negative integer, found '%s'", what, k + 1,
+               len ? mor_esc(item, shown, sizeof shown) : "(end)");
       free(v);
       return -1;
     }
@@ -39,7 +43,8 @@ int mor_cli_parse_ints(const char *s, const char *what, int64_t **out, size_t *n
         return -1;
       }
     } else if (*p) {
-      mor_errf(e, "%s: item %zu: unexpected character '%c' (expected ',')", what, k, *p);
+      char c[2] = {*p, 0}, shown[8];
+      mor_errf(e, "%s: item %zu: unexpected character '%s' (expected ',')", what, k, mor_esc(c, shown, sizeof shown));
       free(v);
       return -1;
     }
@@ -82,5 +87,38 @@ int mor_cli_check_tokens(const int64_t *toks, size_t n, int64_t vocab, int64_t m
                (long long)vocab);
       return -1;
     }
+  return 0;
+}
+
+int mor_cli_parse_size(const char *s, const char *what, uint64_t *bytes, mor_err *e) {
+  const char *p = s;
+  double x = 0, scale = 1;
+  int digits = 0;
+  while (isdigit((unsigned char)*p)) x = x * 10 + (*p++ - '0'), digits++;
+  if (*p == '.')
+    for (p++; isdigit((unsigned char)*p); p++) x += (*p - '0') * (scale /= 10), digits++;
+  static const char units[] = "KMGT";
+  const char *u = *p ? strchr(units, toupper((unsigned char)*p)) : NULL;
+  double mult = 1;
+  if (u) {
+    for (const char *q = units; q <= u; q++) mult *= 1024;
+    p++;
+    if (*p == 'i' && p[1] == 'B') p += 2;
+    else if (*p == 'B' || *p == 'b') p++;
+  } else if (*p == 'B' || *p == 'b') {
+    p++;
+  }
+  char shown[64];
+  mor_esc(s, shown, sizeof shown);
+  if (!digits || *p) {
+    mor_errf(e, "%s: expected a size such as 16G, 512M or 1.5T, found '%s'", what, shown);
+    return -1;
+  }
+  double b = ceil(x * mult);
+  if (!(b >= 1) || b >= 18446744073709551616.0) {
+    mor_errf(e, "%s: '%s' is %s", what, shown, b >= 1 ? "more than 2^64 bytes" : "not a positive number of bytes");
+    return -1;
+  }
+  *bytes = (uint64_t)b;
   return 0;
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# run.sh: builds the libFuzzer harnesses with Debian's clang-19 (ASan +
+# UBSan) in build-fuzz/ and runs each for a bounded time on its seed corpus.
+# New inputs go to build-fuzz/corpus/<harness>/ (the committed seeds in
+# tests/fuzz/corpus/ are only read); a crash leaves
+# build-fuzz/crashes/<harness>-crash-* and fails the run. Copy such a file
+# into tests/fuzz/corpus/<harness>/ once fixed: the replay tests keep it.
+#   MORC_FUZZ_SECONDS   seconds per harness (default 30)
+#   MORC_FUZZ_ONLY      run only these harnesses (space-separated names)
+# usage: tests/fuzz/run.sh [BUILD_DIR]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build-fuzz}
+secs=${MORC_FUZZ_SECONDS:-30}
+clang=/usr/lib/llvm-19/bin/clang
+harnesses=(config safetensors ir cli tokenizer_load tokenizer_encode)
+[ -n "${MORC_FUZZ_ONLY:-}" ] && read -r -a harnesses <<<"$MORC_FUZZ_ONLY"
+
+CC=$clang cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j"${MORC_JOBS:-2}" -- --no-print-directory >/dev/null
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TMPDIR=${TMPDIR:-/tmp}
+mkdir -p "$build/crashes"
+failed=()
+for h in "${harnesses[@]}"; do
+  if [ ! -x "$build/fuzz_$h" ]; then
+    echo "$h: not built (its sources are missing), skipped"
+    continue
+  fi
+  mkdir -p "$build/corpus/$h"
+  log=$build/fuzz_$h.log
+  printf '%-18s %ss ... ' "$h" "$secs"
+  if "$build/fuzz_$h" "$build/corpus/$h" "$root/tests/fuzz/corpus/$h" -max_total_time="$secs" \
+      -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/crashes/$h-" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
+    echo "ok (${runs:-?} runs, ${cov:-cov: ?})"
+  else
+    echo "FAILED: see $log"
+    grep -E 'ERROR|fuzz check failed|SUMMARY|Test unit written' "$log" | head -5 | sed 's/^/    /'
+    failed+=("$h")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: ${#failed[@]} harness(es) failed: ${failed[*]}"
+  exit 1
+fi
