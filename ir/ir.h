@@ -188,6 +188,11 @@ void mor_print_module(mor_buf *b, const mor_module *m);
 int mor_write_module(FILE *f, const mor_module *m);
 /* Quote a symbol name when it has characters beyond [A-Za-z0-9_.$-]. */
 void mor_print_symname(mor_buf *b, const char *name);
+/* The same without the '@', into buf (cut with "..." to fit n); for
+ * messages, where MOR_SYM(name) gives a buffer that lives to the end of the
+ * enclosing block: mor_errf(e, "weight @%s ...", MOR_SYM(g->name)). */
+const char *mor_symstr(const char *name, char *buf, size_t n);
+#define MOR_SYM(name) mor_symstr((name), (char[200]){0}, 200)
 /* Parse the text form; errors are "file:line:col: error: ...". */
 mor_module *mor_parse_module(const char *text, size_t len, const char *filename, mor_err *err);
 

@@ -501,7 +501,7 @@ static int parse_func(parser *ps) {
   char b[64];
   char *name;
   if (!next(ps) || !parse_symname(ps, &name, "a function name")) return 0;
-  if (mor_find_func(ps->m, name)) FAIL("function @%s defined twice", name);
+  if (mor_find_func(ps->m, name)) FAIL("function @%s defined twice", MOR_SYM(name));
   mor_func *f = mor_add_func(ps->m, name);
   ps->n_vals = 0;
   if (!expect(ps, "(")) return 0;
@@ -535,7 +535,7 @@ static int parse_global(parser *ps, mor_global_kind kind) {
   int line = ps->t.line, col = ps->t.col;
   if (!next(ps) || !parse_symname(ps, &name, "a global name")) return 0;
   if (mor_find_global(ps->m, name)) {
-    perror_at(ps, line, col, "global @%s defined twice", name);
+    perror_at(ps, line, col, "global @%s defined twice", MOR_SYM(name));
     return 0;
   }
   mor_type t;
@@ -552,7 +552,7 @@ static int parse_global(parser *ps, mor_global_kind kind) {
       else if (strcmp(attrs[i].name, "alias") == 0 && attrs[i].kind == MOR_ATTR_SYM) g->alias = attrs[i].s;
       else if (strcmp(attrs[i].name, "policy") == 0 && attrs[i].kind == MOR_ATTR_STR) g->policy = attrs[i].s;
       else {
-        perror_at(ps, line, col, "kv @%s: unknown or mistyped attribute '%s' (expected layer, depth, alias, policy)", name,
+        perror_at(ps, line, col, "kv @%s: unknown or mistyped attribute '%s' (expected layer, depth, alias, policy)", MOR_SYM(name),
                   attrs[i].name);
         return 0;
       }

@@ -2,6 +2,7 @@
  * in order of definition so that print(parse(print(m))) == print(m). */
 #include "ir/ir.h"
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,10 @@ static void print_quoted(mor_buf *b, const char *s) {
       mor_buf_puts(b, "\\t");
     } else if (*p < 0x20 || *p == 0x7f) {
       mor_buf_printf(b, "\\x%02x", *p);
+    } else if (*p >= 0x80) { /* UTF-8 as it is; a byte that is not UTF-8 as \xHH (read back the same) */
+      int n = mor_utf8_char((const char *)p, strnlen((const char *)p, 4));
+      if (n) mor_buf_write(b, p, (size_t)n), p += n - 1;
+      else mor_buf_printf(b, "\\x%02x", *p);
     } else {
       mor_buf_putc(b, (char)*p);
     }
@@ -36,6 +41,27 @@ void mor_print_symname(mor_buf *b, const char *name) {
   mor_buf_putc(b, '@');
   if (plain) mor_buf_puts(b, name);
   else print_quoted(b, name);
+}
+
+const char *mor_symstr(const char *name, char *buf, size_t n) {
+  mor_buf b = {0};
+  mor_print_symname(&b, name);
+  const char *s = b.data + 1; /* without the '@' */
+  size_t len = b.len - 1;
+  if (len < n) {
+    memcpy(buf, s, len + 1);
+  } else { /* cut between whole escapes and characters, then "..." and the closing quote */
+    size_t k = 0;
+    for (;;) {
+      int u = (unsigned char)s[k] >= 0x80 ? mor_utf8_char(s + k, len - k) : 1;
+      size_t t = s[k] == '\\' ? (s[k + 1] == 'x' ? 4 : 2) : u ? (size_t)u : 1;
+      if (k + t + 5 > n) break;
+      k += t;
+    }
+    snprintf(buf, n, "%.*s...%s", (int)k, s, s[0] == '"' ? "\"" : "");
+  }
+  mor_buf_free(&b);
+  return buf;
 }
 
 /* Shortest decimal that reads back as the same double; always has '.' or 'e'. */

@@ -77,11 +77,14 @@ static int utf8_len(const unsigned char *p, uint32_t *cp) {
 int mor_utf8_char(const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s;
   unsigned char tmp[5] = {0};
-  uint32_t cp;
+  uint32_t cp = 0;
   if (n == 0) return 0;
   if (*p < 0x80) return *p >= 0x20 && *p != 0x7f;
   memcpy(tmp, p, n < 4 ? n : 4); /* utf8_len stops at the first non-continuation byte: the 0 after a short copy */
-  return utf8_len(tmp, &cp);
+  int k = utf8_len(tmp, &cp);
+  if ((cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200e || cp == 0x200f)
+    return 0; /* bidi controls: they reorder the text around them */
+  return k;
 }
 
 const char *mor_esc(const char *s, char *buf, size_t n) {
@@ -191,6 +194,24 @@ void mor_buf_printf(mor_buf *b, const char *fmt, ...) {
   va_end(ap2);
   b->len += (size_t)n;
 }
+void mor_buf_c_string(mor_buf *b, const char *s) {
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\' && *p != '?') mor_buf_putc(b, (char)*p);
+    else mor_buf_printf(b, "\\%03o", *p);
+  }
+}
+
+void mor_buf_c_comment(mor_buf *b, const char *s) {
+  size_t n = strlen(s) * 4 + 8; /* 4 bytes per byte at most, and room that mor_esc keeps for "..." */
+  char *t = mor_xmalloc(n);
+  mor_esc(s, t, n);
+  for (const char *p = t; *p; p++) {
+    mor_buf_putc(b, *p);
+    if ((p[0] == '*' && p[1] == '/') || (p[0] == '/' && p[1] == '*')) mor_buf_putc(b, ' ');
+  }
+  free(t);
+}
+
 void mor_buf_free(mor_buf *b) {
   free(b->data);
   b->data = NULL;

@@ -23,7 +23,8 @@ void mor_err_prefix(mor_err *e, const char *fmt, ...) __attribute__((format(prin
 const char *mor_esc(const char *s, char *buf, size_t n);
 /* Bytes of the character at s (n bytes available) when it is printable
  * ASCII (1) or a well-formed UTF-8 sequence (2..4); 0 for control bytes,
- * stray bytes and a sequence cut short. */
+ * bidi controls (U+200E/F, U+202A-E, U+2066-9), stray bytes and a sequence
+ * cut short. */
 int mor_utf8_char(const char *s, size_t n);
 
 /* Warnings go to stderr as "morc: warning: ..." unless silenced. */
@@ -46,6 +47,12 @@ void mor_buf_puts(mor_buf *b, const char *s);
 void mor_buf_write(mor_buf *b, const void *p, size_t n);
 void mor_buf_printf(mor_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mor_buf_free(mor_buf *b);
+/* For generated C (and CUDA C) source: s as the body of a string literal,
+ * printable ASCII kept and '"', '\\', '?' and every other byte as a 3-digit
+ * octal escape (no trigraph, hex run or line break can form); and s as text
+ * inside a comment, escaped as by mor_esc with every "*" "/" pair split. */
+void mor_buf_c_string(mor_buf *b, const char *s);
+void mor_buf_c_comment(mor_buf *b, const char *s);
 
 /* Multiply/add sizes, returning -1 on 64-bit overflow. */
 int mor_mul_overflow(uint64_t a, uint64_t b, uint64_t *out);

@@ -27,7 +27,7 @@ static int vfail(verifier *v, const mor_op *op, const char *fmt, ...) {
     mor_errf(v->err, "%s:%d:%d: error: '%s': %s", v->m->src_file ? v->m->src_file : "<input>", op->line, op->col,
              mor_ops[op->code].name, msg);
   else if (op)
-    mor_errf(v->err, "@%s: op #%d ('%s'): error: %s", v->f ? v->f->name : "?", v->op_index, mor_ops[op->code].name,
+    mor_errf(v->err, "@%s: op #%d ('%s'): error: %s", v->f ? MOR_SYM(v->f->name) : "?", v->op_index, mor_ops[op->code].name,
              msg);
   else
     mor_errf(v->err, "%s: error: %s", v->m->src_file ? v->m->src_file : (v->f ? v->f->name : "module"), msg);
@@ -92,11 +92,11 @@ static const mor_global *weight_attr(verifier *v, const mor_op *op, const char *
   }
   const mor_global *g = mor_find_global(v->m, a->s);
   if (!g || g->kind != MOR_GLOBAL_WEIGHT) {
-    vfail(v, op, "'%s' refers to @%s, which is not a weight", attr, a->s);
+    vfail(v, op, "'%s' refers to @%s, which is not a weight", attr, MOR_SYM(a->s));
     return NULL;
   }
   if (g->type.rank != rank) {
-    vfail(v, op, "weight @%s must have rank %d", a->s, rank);
+    vfail(v, op, "weight @%s must have rank %d", MOR_SYM(a->s), rank);
     return NULL;
   }
   return g;
@@ -131,9 +131,9 @@ static int check_caches(verifier *v, const mor_op *op, int64_t width, int has_de
   for (int i = 0; i < a->n; i++) {
     if (strcmp(a->syms[i], "none") == 0) continue;
     const mor_global *g = mor_find_global(v->m, a->syms[i]);
-    CHECK(g && g->kind == MOR_GLOBAL_KV, "caches[%d] refers to @%s, which is not a kv cache", i, a->syms[i]);
+    CHECK(g && g->kind == MOR_GLOBAL_KV, "caches[%d] refers to @%s, which is not a kv cache", i, MOR_SYM(a->syms[i]));
     CHECK(g->type.rank == 3 && g->type.dims[1].n * g->type.dims[2].n == width,
-          "cache @%s holds rows of %lld values, the op has %lld", a->syms[i],
+          "cache @%s holds rows of %lld values, the op has %lld", MOR_SYM(a->syms[i]),
           (long long)(g->type.rank == 3 ? g->type.dims[1].n * g->type.dims[2].n : -1), (long long)width);
   }
   return 1;
@@ -146,7 +146,7 @@ static const mor_global *weight2(verifier *v, const mor_op *op, const char *attr
   const mor_global *g = weight_attr(v, op, attr, 2);
   if (!g) return NULL;
   if ((n >= 0 && g->type.dims[0].n != n) || (k >= 0 && g->type.dims[1].n != k)) {
-    vfail(v, op, "weight %s = @%s is [%lld, %lld], expected [%lld, %lld] (-1: any)", attr, g->name,
+    vfail(v, op, "weight %s = @%s is [%lld, %lld], expected [%lld, %lld] (-1: any)", attr, MOR_SYM(g->name),
           (long long)g->type.dims[0].n, (long long)g->type.dims[1].n, (long long)n, (long long)k);
     return NULL;
   }
@@ -157,7 +157,7 @@ static const mor_global *weight2(verifier *v, const mor_op *op, const char *attr
 static int norm_attrs(verifier *v, const mor_op *op, int64_t D) {
   const mor_global *w = weight_attr(v, op, "norm", 1);
   if (!w || !need_attr(v, op, "eps", MOR_ATTR_FLOAT)) return 0;
-  CHECK(w->type.dims[0].n == D, "norm weight @%s has %lld elements, rows have %lld", w->name,
+  CHECK(w->type.dims[0].n == D, "norm weight @%s has %lld elements, rows have %lld", MOR_SYM(w->name),
         (long long)w->type.dims[0].n, (long long)D);
   return 1;
 }
@@ -169,7 +169,7 @@ int mor_call_result_types(const mor_module *m, const mor_func *callee, int n_arg
   char *bound = mor_xcalloc((size_t)n + 1, 1);
   int rc = -1;
   if (n_args != callee->body->n_args) {
-    mor_errf(err, "@%s takes %d arguments, found %d", callee->name, callee->body->n_args, n_args);
+    mor_errf(err, "@%s takes %d arguments, found %d", MOR_SYM(callee->name), callee->body->n_args, n_args);
     goto done;
   }
   for (int i = 0; i < n_args; i++) {
@@ -178,7 +178,7 @@ int mor_call_result_types(const mor_module *m, const mor_func *callee, int n_arg
       char ps[128], as[128];
       type_str(m, p, ps, sizeof ps);
       type_str(m, a, as, sizeof as);
-      mor_errf(err, "argument %d is %s, which does not fit @%s's parameter type %s", i, as, callee->name, ps);
+      mor_errf(err, "argument %d is %s, which does not fit @%s's parameter type %s", i, as, MOR_SYM(callee->name), ps);
       goto done;
     }
     for (int d = 0; d < p->rank; d++) {
@@ -235,10 +235,10 @@ static int verify_pass_op(verifier *v, const mor_op *op) {
     if (!need_attr(v, op, "callee", MOR_ATTR_SYM)) return 0;
     const char *name = mor_op_str(op, "callee");
     const mor_func *f = mor_find_func(v->m, name);
-    CHECK(f, "callee @%s is not a function of the module", name);
+    CHECK(f, "callee @%s is not a function of the module", MOR_SYM(name));
     CHECK(strcmp(f->name, "forward") != 0, "@forward is the entry point and cannot be called");
-    CHECK(!calls_reach(v->m, f->body, v->f->name, 64), "calling @%s would recurse into @%s", name, v->f->name);
-    CHECK(op->n_results == f->n_results, "@%s has %d results, the call has %d", name, f->n_results, op->n_results);
+    CHECK(!calls_reach(v->m, f->body, v->f->name, 64), "calling @%s would recurse into @%s", MOR_SYM(name), MOR_SYM(v->f->name));
+    CHECK(op->n_results == f->n_results, "@%s has %d results, the call has %d", MOR_SYM(name), f->n_results, op->n_results);
     mor_type rt[64];
     CHECK(f->n_results <= 64, "too many results");
     mor_err e;
@@ -441,17 +441,17 @@ static int verify_op(verifier *v, const mor_op *op) {
     for (int i = 0; i < w->n; i++) {
       const mor_global *g = mor_find_global(v->m, w->syms[i]);
       CHECK(g && g->kind == MOR_GLOBAL_WEIGHT && g->type.rank == 2, "weights[%d] @%s is not a rank-2 weight", i,
-            w->syms[i]);
-      CHECK(g->type.dims[1].n == D, "weights[%d] @%s must have %lld columns", i, w->syms[i], (long long)D);
+            MOR_SYM(w->syms[i]));
+      CHECK(g->type.dims[1].n == D, "weights[%d] @%s must have %lld columns", i, MOR_SYM(w->syms[i]), (long long)D);
       int64_t hidden = g->type.dims[0].n;
       if (mlp) {
         const mor_global *g2 = mor_find_global(v->m, w2->syms[i]);
         CHECK(g2 && g2->kind == MOR_GLOBAL_WEIGHT && g2->type.rank == 2, "weights2[%d] @%s is not a rank-2 weight", i,
-              w2->syms[i]);
+              MOR_SYM(w2->syms[i]));
         CHECK(g2->type.dims[1].n == hidden && g2->type.dims[0].n == outs, "weights2[%d] @%s must be [%lld, %lld]", i,
-              w2->syms[i], (long long)outs, (long long)hidden);
+              MOR_SYM(w2->syms[i]), (long long)outs, (long long)hidden);
       } else {
-        CHECK(hidden == outs, "weights[%d] @%s must have %lld rows", i, w->syms[i], (long long)outs);
+        CHECK(hidden == outs, "weights[%d] @%s must have %lld rows", i, MOR_SYM(w->syms[i]), (long long)outs);
       }
     }
     mor_dim d[2] = {o[0]->type.dims[0], mor_dconst(outs)};
@@ -605,25 +605,25 @@ int mor_verify_module(const mor_module *m, mor_err *err) {
   for (int i = 0; i < m->n_globals; i++) {
     const mor_global *g = &m->globals[i];
     for (int d = 0; d < g->type.rank; d++)
-      if (g->type.dims[d].sym >= 0) return vfail(v, op, "global @%s must have a constant shape", g->name), -1;
+      if (g->type.dims[d].sym >= 0) return vfail(v, op, "global @%s must have a constant shape", MOR_SYM(g->name)), -1;
     if (g->kind == MOR_GLOBAL_WEIGHT && g->type.dtype != MOR_F32 && g->type.dtype != MOR_F16 &&
         g->type.dtype != MOR_BF16)
-      return vfail(v, op, "weight @%s must be f32, f16 or bf16", g->name), -1;
+      return vfail(v, op, "weight @%s must be f32, f16 or bf16", MOR_SYM(g->name)), -1;
     if (g->kind == MOR_GLOBAL_KV) {
       if (g->type.rank != 3 || g->type.dtype != MOR_F32)
-        return vfail(v, op, "kv @%s must be f32[capacity, kv_heads, head_dim]", g->name), -1;
+        return vfail(v, op, "kv @%s must be f32[capacity, kv_heads, head_dim]", MOR_SYM(g->name)), -1;
       if (g->policy && strcmp(g->policy, "reserve") && strcmp(g->policy, "grow"))
-        return vfail(v, op, "kv @%s: policy must be \"reserve\" or \"grow\"", g->name), -1;
+        return vfail(v, op, "kv @%s: policy must be \"reserve\" or \"grow\"", MOR_SYM(g->name)), -1;
       if (g->alias) {
         const mor_global *a = mor_find_global(m, g->alias);
         if (!a || a->kind != MOR_GLOBAL_KV || a->alias)
-          return vfail(v, op, "kv @%s: alias @%s must name a kv cache that is not itself an alias", g->name, g->alias), -1;
+          return vfail(v, op, "kv @%s: alias @%s must name a kv cache that is not itself an alias", MOR_SYM(g->name), MOR_SYM(g->alias)), -1;
         if (!mor_type_equal(&a->type, &g->type))
-          return vfail(v, op, "kv @%s: alias @%s has a different type", g->name, g->alias), -1;
+          return vfail(v, op, "kv @%s: alias @%s has a different type", MOR_SYM(g->name), MOR_SYM(g->alias)), -1;
       }
     }
     for (int j = 0; j < i; j++)
-      if (!strcmp(m->globals[j].name, g->name)) return vfail(v, op, "global @%s is defined twice", g->name), -1;
+      if (!strcmp(m->globals[j].name, g->name)) return vfail(v, op, "global @%s is defined twice", MOR_SYM(g->name)), -1;
   }
   v->defined = mor_xcalloc((size_t)m->next_value_id + 1, 1);
   int ok = 1;
@@ -632,7 +632,7 @@ int mor_verify_module(const mor_module *m, mor_err *err) {
     v->op_index = 0;
     memset(v->defined, 0, (size_t)m->next_value_id + 1);
     if (!v->f->body->last || v->f->body->last->code != MOR_OP_RETURN) {
-      vfail(v, NULL, "function @%s must end with 'return'", v->f->name);
+      vfail(v, NULL, "function @%s must end with 'return'", MOR_SYM(v->f->name));
       ok = 0;
       break;
     }

@@ -195,7 +195,8 @@ int morc_cmd_report(int argc, char **argv) {
   const mor_attr *kvm = mor_get_mattr(m, "kv_cache"), *rt = mor_get_mattr(m, "routing"),
                  *sh = mor_get_mattr(m, "sharing"), *ir = mor_get_mattr(m, "inference_routing");
   int sharing_kv = kvm && kvm->kind == MOR_ATTR_STR && !strcmp(kvm->s, "recursive_sharing");
-  printf("model %s: %lld layers, N_r = %lld, sharing %s, routing %s%s%s, kv_cache %s\n", m->name, (long long)L,
+  char nb[256], ab[256]; /* names as shown: from a model's folder or an IR file, so escaped */
+  printf("model %s: %lld layers, N_r = %lld, sharing %s, routing %s%s%s, kv_cache %s\n", mor_esc(m->name, nb, sizeof nb), (long long)L,
          (long long)n_r, sh ? sh->s : "?", rt ? rt->s : "?", ir ? " / " : "", ir ? ir->s : "",
          kvm ? kvm->s : "?");
 
@@ -267,8 +268,8 @@ int morc_cmd_report(int argc, char **argv) {
     char bs[32];
     bytes_str(bs, sizeof bs, bytes);
     char alias[64];
-    snprintf(alias, sizeof alias, "%s%s", g->alias ? "@" : "-", g->alias ? g->alias : "");
-    printf("  @%-11s %5lld %5lld %-12s %9lld %12s  %s\n", g->name, (long long)g->layer, (long long)g->depth, alias,
+    snprintf(alias, sizeof alias, "%s%s", g->alias ? "@" : "-", g->alias ? mor_esc(g->alias, ab, sizeof ab) : "");
+    printf("  @%-11s %5lld %5lld %-12s %9lld %12s  %s\n", mor_esc(g->name, nb, sizeof nb), (long long)g->layer, (long long)g->depth, alias,
            (long long)cap, bs, g->alias ? "(alias)" : g->policy ? g->policy : "-");
     total += bytes;
     if (is_block_layer(m, g->layer)) {
@@ -318,7 +319,7 @@ int morc_cmd_report(int argc, char **argv) {
     any = 1;
     bytes_str(a1, sizeof a1, peak);
     bytes_str(a2, sizeof a2, nore);
-    printf("  @%-16s peak %12s   no reuse %12s   (%.1f%%)\n", m->funcs[f]->name, a1, a2,
+    printf("  @%-16s peak %12s   no reuse %12s   (%.1f%%)\n", mor_esc(m->funcs[f]->name, nb, sizeof nb), a1, a2,
            nore > 0 ? 100.0 * (double)peak / (double)nore : 0.0);
     if (!strcmp(m->funcs[f]->name, "forward")) peak_fwd = peak;
     else if (peak > peak_callee) peak_callee = peak;

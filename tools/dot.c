@@ -17,6 +17,10 @@ static void esc(mor_buf *b, const char *s) {
       mor_buf_putc(b, (char)*p);
     } else if (*p < 0x20 || *p == 0x7f) {
       mor_buf_putc(b, '?');
+    } else if (*p >= 0x80) { /* a UTF-8 sequence as it is; '?' for a byte that is not UTF-8 */
+      int n = mor_utf8_char((const char *)p, strnlen((const char *)p, 4));
+      if (n) mor_buf_write(b, p, (size_t)n), p += n - 1;
+      else mor_buf_putc(b, '?');
     } else {
       mor_buf_putc(b, (char)*p);
     }
