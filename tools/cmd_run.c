@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/llvm/llvm.h"
 #include "backend/ref/ref.h"
@@ -10,6 +11,7 @@
 #include "runtime/npy.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
+#include "tools/memlimit.h"
 
 static const char *usage_dump =
     "usage: morc dump MODEL [-o FILE] [--dot] [-passes=P1,P2,... | -O<n>] [inspection flags]\n"
@@ -38,6 +40,8 @@ static const char *usage_run =
     "                      the sizes must add up to the number of tokens (default: one call)\n"
     "  --logits FILE.npy   write float32 logits [T, V] in NumPy .npy format\n"
     "  --depths FILE       write, per token, the number of recursions it ran (one per line)\n"
+    "  --max-memory SIZE   refuse to run when the estimated memory (weights as f32, KV caches,\n"
+    "                      activations) is above SIZE, e.g. 16G or 512M (default: physical memory)\n"
     "  -h, --help          show this help\n"
     "\n"
     "The reference backend interprets the IR after the pass pipeline (-passes=... or -O<n>),\n"
@@ -101,7 +105,7 @@ int morc_cmd_dump(int argc, char **argv) {
 
 int morc_cmd_run(int argc, char **argv) {
   const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
-             *depths_path = NULL, *threads_s = NULL;
+             *depths_path = NULL, *threads_s = NULL, *maxmem_s = NULL;
   mor_pm_opts *pm = mor_pm_opts_new();
   int pm_rc;
   for (int i = 0; i < argc; i++) {
@@ -121,6 +125,7 @@ int morc_cmd_run(int argc, char **argv) {
     else if (!strcmp(a, "--logits")) slot = &logits_path;
     else if (!strcmp(a, "--depths")) slot = &depths_path;
     else if (!strcmp(a, "--threads")) slot = &threads_s;
+    else if (!strcmp(a, "--max-memory")) slot = &maxmem_s;
     else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
     else if (model) return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
     else model = a;
@@ -148,6 +153,9 @@ int morc_cmd_run(int argc, char **argv) {
   }
 
   mor_err e = {{0}};
+  uint64_t max_mem = morc_phys_mem();
+  if (maxmem_s && mor_cli_parse_size(maxmem_s, "--max-memory", &max_mem, &e) != 0)
+    return mor_pm_opts_free(pm), morc_die_usage("run", "%s", e.msg);
   int64_t *toks = NULL, *chunks = NULL;
   size_t nt = 0, nc = 0;
   if (mor_cli_parse_ints(tokens_s, "--tokens", &toks, &nt, &e) != 0)
@@ -167,7 +175,7 @@ int morc_cmd_run(int argc, char **argv) {
     nc = 1;
   }
 
-  int rc = 1;
+  int rc = 1, wrote_logits = 0;
   mor_config *cfg = NULL;
   mor_weights *w = NULL;
   mor_module *m = NULL;
@@ -188,6 +196,7 @@ int morc_cmd_run(int argc, char **argv) {
   ids = mor_xmalloc(sizeof *ids * nt);
   for (size_t i = 0; i < nt; i++) ids[i] = (int32_t)toks[i];
   if (mor_pm_run(m, pm, stderr, &e) != 0) goto out;
+  if (morc_mem_check(model, m, (int64_t)nt, max_mem, maxmem_s != NULL, &e) != 0) goto out;
   if (!strcmp(backend, "llvm")) {
     mor_llvm_opts lo;
     mor_llvm_opts_default(&lo);
@@ -214,6 +223,7 @@ int morc_cmd_run(int argc, char **argv) {
       mor_errf(&e, "%s", errbuf);
       goto out;
     }
+    wrote_logits = 1;
   }
   if (depths_path) {
     mor_buf b = {0};
@@ -225,6 +235,7 @@ int morc_cmd_run(int argc, char **argv) {
   rc = 0;
 out:
   if (rc) morc_fail(&e);
+  if (rc && wrote_logits) unlink(logits_path); /* a failed run leaves none of its outputs */
   mor_pm_opts_free(pm);
   free(toks);
   free(chunks);

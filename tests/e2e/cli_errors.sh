@@ -17,7 +17,7 @@ expect() {
   rm -f "$tmp/out.npy" "$tmp/out.txt"
   "$morc" "$@" >"$tmp/stdout" 2>"$tmp/stderr"
   local rc=$?
-  if [ "$rc" -ne "$code" ] || ! grep -qF -- "$want" "$tmp/stderr"; then
+  if [ "$rc" -ne "$code" ] || { [ -n "$want" ] && ! grep -qF -- "$want" "$tmp/stderr"; }; then
     echo "FAIL: morc $* -> exit $rc (want $code), stderr:"; sed 's/^/    /' "$tmp/stderr"
     echo "    (wanted: $want)"
     fails=$((fails + 1))
@@ -46,6 +46,29 @@ expect 1 "trunc.json:1:19" run "$tmp/trunc.json" --tokens 1 --logits "$tmp/out.n
 expect 1 "top_k" run "$root/examples/ec_mlp_sigmoid_topk/model.json" --tokens 1,2,3 --chunks 2,1 --logits "$tmp/out.npy"
 expect 1 "use of undefined value" dump "$root/tests/bad/ir/undefined_value.mor" -o "$tmp/out.txt"
 expect 1 "cannot create" run "$ex" --tokens 1 --logits "$tmp/no/such/dir/out.npy"
+# a failed run leaves none of its outputs: the logits are not kept when the depths cannot be written
+expect 1 "cannot write" run "$ex" --tokens 1,2 --logits "$tmp/out.npy" --depths "$tmp/no/such/dir/out.txt"
+expect 1 "token id 128 is out of range" run "$ex" --tokens 1,128 --logits "$tmp/out.npy" --depths "$tmp/out.txt"
+expect 1 "65 tokens do not fit in the context of 64 positions" run "$ex" --tokens "$(seq -s, 1 65)" --chunks 60,5 --depths "$tmp/out.txt"
+expect 1 "unterminated" dump "$root/tests/bad/ir/unterminated_region.mor" -o "$tmp/out.txt"
+expect 1 "wrong_type.mor:" dump "$root/tests/bad/ir/wrong_type.mor" -o "$tmp/out.txt"
+
+# limits: the memory estimate against --max-memory (default: physical memory)
+nc=$root/examples/none_cycle/model.json
+expect 1 "none_cycle/model.json: this run needs about 106.2 KiB of memory (weights 88.6 KiB as f32, KV caches 12.4 KiB for 3 tokens, activations 3.8 KiB), more than the 1.0 KiB that --max-memory allows" \
+  run "$nc" --tokens 1,2,3 --max-memory 1K --logits "$tmp/out.npy"
+expect 0 "" run "$nc" --tokens 1,2,3 --max-memory 1M
+expect 2 "--max-memory: expected a size such as 16G, 512M or 1.5T, found '12Q'" run "$nc" --tokens 1 --max-memory 12Q
+expect 2 "--max-memory: '0' is not a positive number of bytes" run "$nc" --tokens 1 --max-memory 0
+expect 2 "--max-memory needs a value" run "$nc" --tokens 1 --max-memory
+
+# NaN/Inf weights: a warning that names the tensor, and the run goes on
+mkdir -p "$tmp/nan"
+cp "$root/examples/none_cycle/model.json" "$root/examples/none_cycle/model.safetensors" "$tmp/nan/"
+hlen=$(od -An -t u8 -N 8 "$tmp/nan/model.safetensors" | tr -d ' ')
+printf '\x00\x00\xc0\x7f\x00\x00\x80\x7f' | dd of="$tmp/nan/model.safetensors" bs=1 seek=$((8 + hlen)) conv=notrunc 2>/dev/null
+expect 0 "morc: warning: $tmp/nan/model.safetensors: tensor 'model.embed_tokens.weight': 2 of 4096 values are NaN or infinite" \
+  run "$tmp/nan/model.json" --tokens 1,2
 
 # --help is true: every option the usage text lists is accepted
 for cmd in dump run; do
