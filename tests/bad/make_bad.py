@@ -322,6 +322,13 @@ def main():
          "[begin, end] of two non-negative integers, got an array", cfg=BASE,
          st=st_bytes(good, patch_entry("model.norm.weight", data_offsets=[0])))
 
+    # ---- JSON error excerpts: found by fuzzing (tests/fuzz) -------------
+    # a CR before the column on a long line: the excerpt once started past its end
+    case("json_cr_before_column", "json_cr_before_column.json:1:92: malformed JSON", text=b"{" + b"\r" * 90 + b"1}")
+    # bytes that are not UTF-8 are shown as '?' and the caret counts characters
+    case("json_stray_bytes", 'json_stray_bytes.json:2:18: malformed JSON (expected a value, got byte 0x8f)\n'
+         '    "hidden_size": ??}\n                   ^', text=b'{"vocab_size": 8,\n  "hidden_size": \x8f\xff}\n')
+
     # ---- names, shapes, copies ----------------------------------------
     case("missing_tensor", "missing_tensor.safetensors: missing tensor 'model.layers.0.mlp.up_proj.weight' "
          "(expected shape [intermediate_size, hidden_size] = [8, 4])", cfg=BASE,
@@ -333,6 +340,15 @@ def main():
     case("unexpected_tensor", "unexpected_tensor.safetensors: unexpected tensor "
          "'model.layers.0.self_attn.q_proj.bias'", cfg=BASE,
          st=st_bytes(good + [tensor("model.layers.0.self_attn.q_proj.bias", [H * HD])]))
+    # a name from the file is escaped in the message: no line, quote or control byte of its own
+    hostile = 'a"b\nc*/ \\%s%n\u202e\x01\x7f'
+    case("unexpected_tensor_hostile_name", "unexpected_tensor_hostile_name.safetensors: unexpected tensor "
+         "'a\\\"b\\nc*/ \\\\%s%n\\xe2\\x80\\xae\\x01\\x7f': a model with routing", cfg=BASE,
+         st=st_bytes(good + [tensor(hostile, [1])]))
+    case("st_dtype_hostile_name", "st_dtype_hostile_name.safetensors: tensor 'a\\\"b\\nc*/ \\\\%s%n\\xe2\\x80\\xae"
+         "\\x01\\x7f': dtype \"\\n\\x1b[31m\" is not a safetensors dtype", cfg=BASE,
+         st=st_bytes(good + [dict(tensor(hostile, [1]), dtype="F32")],
+                     patch=lambda h: h[hostile].update(dtype="\n\x1b[31m")))
     case("unexpected_block_name", "missing tensor 'model.layers.1.block.0.self_attn.q_proj.weight' (expected shape "
          "[num_attention_heads * head_dim, hidden_size] = [4, 4]); the files hold unexpected tensor "
          "'model.layers.1.block_list.0.0.self_attn.q_proj.weight'", cfg=BASE,
