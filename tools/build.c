@@ -415,7 +415,7 @@ int morc_cmd_build(int argc, char **argv) {
   }
   }
 done:
-  if (rc) morc_fail(&e);
+  if (rc) rc = morc_fail(&e);
   if (tmp_w) unlink(tmp_w);
   if (tmp_o) unlink(tmp_o);
   mor_llvm_module_free(lm);

@@ -234,7 +234,7 @@ int morc_cmd_run(int argc, char **argv) {
   }
   rc = 0;
 out:
-  if (rc) morc_fail(&e);
+  if (rc) rc = morc_fail(&e);
   if (rc && wrote_logits) unlink(logits_path); /* a failed run leaves none of its outputs */
   mor_pm_opts_free(pm);
   free(toks);

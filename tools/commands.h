@@ -22,7 +22,7 @@ void morc_write_dot(mor_buf *b, const mor_module *m);
 
 /* "morc CMD: error: <fmt % arg>" + a pointer to --help; returns 2. */
 int morc_die_usage(const char *cmd, const char *fmt, const char *arg);
-/* "morc: error: <msg>"; returns 1. */
+/* "morc: error: <msg>"; returns 1, or 3 when the message says "internal error:". */
 int morc_fail(mor_err *e);
 int morc_ends_with(const char *s, const char *suffix);
 /* Load IR text (.mor; cfg/w set to NULL) or a model description; verified. */

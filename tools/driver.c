@@ -13,9 +13,15 @@ int morc_die_usage(const char *cmd, const char *fmt, const char *arg) {
   return 2;
 }
 
+/* Exit code 3 for a message that says "internal error:" before any quoted
+ * name or '@' (so a name from an input file cannot make it one), else 1. */
 int morc_fail(mor_err *e) {
   fprintf(stderr, "morc: error: %s\n", e->msg);
-  return 1;
+  const char *ie = strstr(e->msg, "internal error:");
+  return ie && !memchr(e->msg, '\'', (size_t)(ie - e->msg)) && !memchr(e->msg, '"', (size_t)(ie - e->msg)) &&
+                 !memchr(e->msg, '@', (size_t)(ie - e->msg))
+             ? 3
+             : 1;
 }
 
 int morc_ends_with(const char *s, const char *suf) {
