@@ -86,6 +86,11 @@ static inline void block_1x1(const float *restrict x, const float *restrict W, f
   y[m * N + n] = s0;
 }
 
+/* gemm.c: items of at least MORK_GEMM_MIN_ROWS rows go to its packed micro-kernel */
+#define MORK_GEMM_MIN_ROWS 6
+MORK void mork_gemm_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
+                         int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
 /* Items [b, e) of mork_matmul_items(M, N); columns vary fastest. */
 MORK void mork_matmul(const float *restrict x, const float *restrict W, float *restrict y, int64_t M, int64_t K,
                       int64_t N, int64_t b, int64_t e) {
@@ -93,6 +98,10 @@ MORK void mork_matmul(const float *restrict x, const float *restrict W, float *r
   for (int64_t it = b; it < e; it++) {
     int64_t m0 = (it / nct) * MORK_MB, n0 = (it % nct) * MORK_NT;
     int64_t m1 = m0 + MORK_MB < M ? m0 + MORK_MB : M, n1 = n0 + MORK_NT < N ? n0 + MORK_NT : N;
+    if (m1 - m0 >= MORK_GEMM_MIN_ROWS) {
+      mork_gemm_tile(x, W, y, K, N, m0, m1, n0, n1);
+      continue;
+    }
     int64_t m = m0;
     for (; m + 4 <= m1; m += 4) {
       int64_t n = n0;
