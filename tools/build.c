@@ -224,6 +224,7 @@ static int parse_kind(const char *s, kind_t *k) {
 }
 
 int morc_cmd_build(int argc, char **argv) {
+  for (int i = 0; i + 1 < argc; i++) if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "cuda")) return morc_build_cuda(argc, argv);
   const char *model = NULL, *out = NULL, *emit = "exe", *name = NULL, *rtlib = NULL, *cc = getenv("CC");
   const char *maxtok_s = NULL, *llvmopt_s = NULL;
   int embed = 0, verbose = 0, pm_rc;

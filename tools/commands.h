@@ -11,6 +11,7 @@ int morc_cmd_run(int argc, char **argv);
 int morc_cmd_opt(int argc, char **argv);    /* cmd_opt.c */
 int morc_cmd_report(int argc, char **argv); /* cmd_report.c */
 int morc_cmd_build(int argc, char **argv);  /* build.c */
+int morc_build_cuda(int argc, char **argv); /* build_cuda.c: morc build --target cuda */
 
 /* Pass-manager options of a command (cmd_opt.c): 1 when argv[*i] was one,
  * 0 when not, -1 after reporting a usage error (exit 2). */

@@ -1,0 +1,274 @@
+/* emu.h: run morc's generated CUDA C on the CPU, for tests on machines
+ * without a GPU. Compile a generated .cu as C++ with this header first:
+ *
+ *   g++ -std=c++17 -O1 -fPIC -shared -include tests/cuda/emu.h -x c++ k.cu -o k.so
+ *
+ * The result exports mor_emu_run() and one trampoline per kernel
+ * (mor_emu_<kernel>, emitted under MORC_EMU by backend/cuda/emit.c); the
+ * emulated driver (emu_driver.c) calls them. Every thread of a block is a
+ * coroutine (ucontext) on its own stack; blocks run one after another.
+ * __syncthreads waits for every live thread of the block, warp collectives
+ * (__shfl*_sync, __ballot_sync, __syncwarp, mma) for the 32 lanes of the
+ * warp; a thread that exits while others wait at a barrier it would have
+ * to reach, or a mix of barriers that can never complete, aborts with a
+ * message: those are bugs on a real GPU too. mma.sync m16n8k16 is
+ * emulated from the fragment layout of the PTX ISA. This checks the
+ * kernels' logic, indexing and the launch plan; it does not check the GPU
+ * memory model, timing, or the real instruction's behaviour. */
+#ifndef MOR_EMU_H
+#define MOR_EMU_H
+#define MORC_EMU 1
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+
+struct dim3 {
+  unsigned x, y, z;
+};
+struct float2 {
+  float x, y;
+};
+struct float4 {
+  float x, y, z, w;
+};
+struct uint4 {
+  unsigned x, y, z, w;
+};
+
+#define MOR_DEV static inline
+#define MOR_NOINLINE static
+#define MOR_KERNEL extern "C"
+#define MOR_BOUNDS(n)
+#define MOR_LDG(p) (*(p))
+#define __shared__ static
+#define __global__
+#define __device__
+
+enum { EMU_RUN = 0, EMU_BAR_BLOCK = 1, EMU_BAR_WARP = 2, EMU_DONE = 3 };
+
+struct emu_thread {
+  ucontext_t ctx;
+  dim3 tid;
+  int lane, warp, state;
+  void *stack;
+};
+
+struct emu_ctx {
+  dim3 grid, block, bid;
+  int n;                   /* threads in the block */
+  emu_thread *th;          /* [1024] */
+  emu_thread *cur;
+  ucontext_t sched;
+  void (*tramp)(void **);
+  void **args;
+  uint64_t xbuf[32][32][8]; /* per warp, per lane: exchanged words */
+  int cap;
+};
+static emu_ctx mor_emu_E;
+
+#define threadIdx (mor_emu_E.cur->tid)
+#define blockIdx (mor_emu_E.bid)
+#define blockDim (mor_emu_E.block)
+#define gridDim (mor_emu_E.grid)
+
+static void emu_die(const char *what) {
+  fprintf(stderr, "CUDA emulation: %s (block %u,%u,%u thread %u)\n", what, mor_emu_E.bid.x, mor_emu_E.bid.y,
+          mor_emu_E.bid.z, mor_emu_E.cur ? mor_emu_E.cur->tid.x : 0u);
+  abort();
+}
+
+/* block until the scheduler releases this thread from barrier kind k */
+static void emu_wait(int k) {
+  emu_thread *t = mor_emu_E.cur;
+  t->state = k;
+  swapcontext(&t->ctx, &mor_emu_E.sched);
+}
+
+static inline void __syncthreads(void) { emu_wait(EMU_BAR_BLOCK); }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  (void)mask;
+  emu_wait(EMU_BAR_WARP);
+}
+static inline void __threadfence(void) {}
+
+/* deposit n words, wait for the warp, copy all 32 lanes' words out, wait again */
+static void emu_exchange(const uint64_t *mine, int n, uint64_t (*all)[8]) {
+  emu_thread *t = mor_emu_E.cur;
+  memcpy(mor_emu_E.xbuf[t->warp][t->lane], mine, sizeof(uint64_t) * (size_t)n);
+  emu_wait(EMU_BAR_WARP);
+  memcpy(all, mor_emu_E.xbuf[t->warp], sizeof(uint64_t) * 8 * 32);
+  emu_wait(EMU_BAR_WARP);
+}
+
+template <class T> static T emu_shfl_idx(T v, int src) {
+  uint64_t w = 0, all[32][8];
+  memcpy(&w, &v, sizeof v);
+  emu_exchange(&w, 1, all);
+  T r;
+  memcpy(&r, &all[src & 31][0], sizeof r);
+  return r;
+}
+template <class T> static inline T __shfl_xor_sync(unsigned mask, T v, int m) {
+  (void)mask;
+  return emu_shfl_idx(v, mor_emu_E.cur->lane ^ m);
+}
+template <class T> static inline T __shfl_sync(unsigned mask, T v, int src) {
+  (void)mask;
+  return emu_shfl_idx(v, src);
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+  (void)mask;
+  uint64_t w = pred != 0, all[32][8];
+  emu_exchange(&w, 1, all);
+  unsigned b = 0;
+  for (int i = 0; i < 32; i++)
+    if (all[i][0]) b |= 1u << i;
+  return b;
+}
+static inline int __popc(unsigned v) { return __builtin_popcount(v); }
+static inline int atomicAdd(int *p, int v) {
+  int o = *p;
+  *p = o + v;
+  return o;
+}
+static inline float __uint_as_float(unsigned u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline float __int_as_float(int u) {
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+static inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  memcpy(&u, &f, 4);
+  return u;
+}
+
+static inline float emu_bf(unsigned h) { return __uint_as_float((h & 0xffffu) << 16); }
+
+/* mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d += a b, fragments as the PTX ISA lays them out */
+static inline void mor_mma_bf16(float *d, const unsigned *a, const unsigned *b) {
+  uint64_t mine[8] = {a[0], a[1], a[2], a[3], b[0], b[1], 0, 0}, all[32][8];
+  emu_exchange(mine, 6, all);
+  float A[16][16], B[8][16]; /* A[row][k], B[col][k] */
+  for (int l = 0; l < 32; l++) {
+    int g = l >> 2, t = l & 3;
+    for (int r = 0; r < 4; r++) {
+      int row = g + 8 * (r & 1), k = 2 * t + 8 * (r >> 1);
+      A[row][k] = emu_bf((unsigned)all[l][r]);
+      A[row][k + 1] = emu_bf((unsigned)all[l][r] >> 16);
+    }
+    for (int r = 0; r < 2; r++) {
+      int k = 2 * t + 8 * r;
+      B[g][k] = emu_bf((unsigned)all[l][4 + r]);
+      B[g][k + 1] = emu_bf((unsigned)all[l][4 + r] >> 16);
+    }
+  }
+  int lane = mor_emu_E.cur->lane, g = lane >> 2, t = lane & 3;
+  for (int r = 0; r < 4; r++) {
+    int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+    float s = d[r];
+    for (int k = 0; k < 16; k++) s += A[row][k] * B[col][k];
+    d[r] = s;
+  }
+}
+
+static void emu_entry(int i) {
+  emu_thread *t = &mor_emu_E.th[i];
+  mor_emu_E.tramp(mor_emu_E.args);
+  t->state = EMU_DONE;
+  /* returning resumes uc_link: the scheduler */
+}
+
+static void emu_run_block(void) {
+  emu_ctx *E = &mor_emu_E;
+  const size_t stack = 256 * 1024;
+  for (int i = 0; i < E->n; i++) {
+    emu_thread *t = &E->th[i];
+    if (!t->stack) {
+      t->stack = mmap(NULL, stack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (t->stack == MAP_FAILED) emu_die("out of memory for thread stacks");
+    }
+    getcontext(&t->ctx);
+    t->ctx.uc_stack.ss_sp = t->stack;
+    t->ctx.uc_stack.ss_size = stack;
+    t->ctx.uc_link = &E->sched;
+    makecontext(&t->ctx, (void (*)(void))emu_entry, 1, i);
+    t->tid.x = (unsigned)(i % E->block.x);
+    t->tid.y = (unsigned)(i / E->block.x % E->block.y);
+    t->tid.z = (unsigned)(i / (E->block.x * E->block.y));
+    t->lane = i & 31;
+    t->warp = i >> 5;
+    t->state = EMU_RUN;
+  }
+  for (;;) {
+    int ran = 0;
+    for (int i = 0; i < E->n; i++) {
+      emu_thread *t = &E->th[i];
+      if (t->state != EMU_RUN) continue;
+      E->cur = t;
+      swapcontext(&E->sched, &t->ctx);
+      E->cur = NULL;
+      ran = 1;
+    }
+    if (ran) continue;
+    int done = 0, atblock = 0;
+    for (int i = 0; i < E->n; i++) done += E->th[i].state == EMU_DONE, atblock += E->th[i].state == EMU_BAR_BLOCK;
+    if (done == E->n) return;
+    /* release warps whose live lanes all wait at a warp collective */
+    int released = 0;
+    for (int w = 0; w * 32 < E->n; w++) {
+      int live = 0, at = 0;
+      for (int i = w * 32; i < E->n && i < w * 32 + 32; i++) {
+        live += E->th[i].state != EMU_DONE;
+        at += E->th[i].state == EMU_BAR_WARP;
+      }
+      if (at && at == live) {
+        if (live != 32 && live != E->n - w * 32) emu_die("a warp collective with lanes that have exited");
+        for (int i = w * 32; i < E->n && i < w * 32 + 32; i++)
+          if (E->th[i].state == EMU_BAR_WARP) E->th[i].state = EMU_RUN;
+        released = 1;
+      }
+    }
+    if (released) continue;
+    if (atblock == E->n - done) {
+      if (done) emu_die("__syncthreads with threads of the block that have exited");
+      for (int i = 0; i < E->n; i++) E->th[i].state = EMU_RUN;
+      continue;
+    }
+    emu_die("deadlock: threads wait at different barriers");
+  }
+}
+
+/* Run one kernel launch: every block in order, the threads as coroutines. */
+extern "C" int mor_emu_run(void (*tramp)(void **), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
+                           unsigned bz, void **args) {
+  emu_ctx *E = &mor_emu_E;
+  if (!E->th) E->th = (emu_thread *)calloc(1024, sizeof(emu_thread));
+  unsigned n = bx * by * bz;
+  if (n < 1 || n > 1024 || n % 32) return -1;
+  E->grid = dim3{gx, gy, gz};
+  E->block = dim3{bx, by, bz};
+  E->n = (int)n;
+  E->tramp = tramp;
+  E->args = args;
+  for (unsigned z = 0; z < gz; z++)
+    for (unsigned y = 0; y < gy; y++)
+      for (unsigned x = 0; x < gx; x++) {
+        E->bid = dim3{x, y, z};
+        emu_run_block();
+      }
+  return 0;
+}
+
+#endif
