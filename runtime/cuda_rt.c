@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/cuda_shim.h"
 
@@ -357,4 +358,25 @@ int64_t morrt_cuda_seq_kv_len(morrt_cuda *c, morrt_cuda_seq *s, int64_t i) {
       c->cu->StreamSynchronize(c->stream) != MORRT_CU_SUCCESS)
     return -1;
   return n;
+}
+
+double morrt_cuda_copy_gbps(morrt_cuda *c, size_t bytes, int reps, char *err, size_t errlen) {
+  CUdeviceptr a = 0, b = 0;
+  double gbps = -1;
+  struct timespec t0, t1;
+  CU_TRY(c->cu->MemAlloc(&a, bytes), "allocating the bandwidth probe");
+  CU_TRY(c->cu->MemAlloc(&b, bytes), "allocating the bandwidth probe");
+  CU_TRY(c->cu->MemsetD8Async(a, 1, bytes, c->stream), "bandwidth probe");
+  CU_TRY(c->cu->MemcpyDtoDAsync(b, a, bytes, c->stream), "bandwidth probe"); /* warm up */
+  CU_TRY(c->cu->StreamSynchronize(c->stream), "bandwidth probe");
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < reps; i++) CU_TRY(c->cu->MemcpyDtoDAsync(i & 1 ? a : b, i & 1 ? b : a, bytes, c->stream), "bandwidth probe");
+  CU_TRY(c->cu->StreamSynchronize(c->stream), "bandwidth probe");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  gbps = 2.0 * (double)bytes * reps / s / 1e9;
+fail:
+  if (a) c->cu->MemFree(a);
+  if (b) c->cu->MemFree(b);
+  return gbps;
 }

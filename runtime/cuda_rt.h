@@ -52,6 +52,10 @@ typedef struct morrt_cuda_dev {
 } morrt_cuda_dev;
 void morrt_cuda_device(const morrt_cuda *c, morrt_cuda_dev *d);
 
+/* Device memory bandwidth measured by copying `bytes` between two device
+ * buffers `reps` times (read + write counted): GB/s, or -1 with err. */
+double morrt_cuda_copy_gbps(morrt_cuda *c, size_t bytes, int reps, char *err, size_t errlen);
+
 /* KV entries of store i of a sequence (copied back from the device; -1 on error). */
 int64_t morrt_cuda_seq_kv_len(morrt_cuda *c, morrt_cuda_seq *s, int64_t i);
 

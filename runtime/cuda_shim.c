@@ -43,6 +43,7 @@ morrt_cu *morrt_cu_load(char *err, size_t errlen) {
   SYM(MemFree, "cuMemFree_v2");
   SYM(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
   SYM(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+  SYM(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
   SYM(MemsetD8Async, "cuMemsetD8Async");
   SYM(ModuleLoadData, "cuModuleLoadData");
   SYM(ModuleUnload, "cuModuleUnload");

@@ -46,6 +46,7 @@ typedef struct morrt_cu {
   CUresult (*MemFree)(CUdeviceptr p);
   CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t n, CUstream s);
   CUresult (*MemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t n, CUstream s);
+  CUresult (*MemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s);
   CUresult (*MemsetD8Async)(CUdeviceptr dst, unsigned char v, size_t n, CUstream s);
   CUresult (*ModuleLoadData)(CUmodule *m, const void *image);
   CUresult (*ModuleUnload)(CUmodule m);

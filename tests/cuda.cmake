@@ -5,12 +5,14 @@
 # and GPU (tests/cuda/emu.h, emu_driver.c) and matches the golden logits;
 # the executable says "no CUDA driver or GPU found" (exit 1) here; names
 # from model files are escaped. The GPU itself is checked by tests/gpu/run.sh.
+# All carry the label "cuda" (ctest -L cuda runs them alone, -LE cuda skips them).
 if(MORC_HAVE_CUDA)
   set(MORC_PTXAS ${MORC_CUDA_ROOT}/bin/ptxas)
   add_executable(test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cuda.c)
   target_link_libraries(test_cuda PRIVATE morcuda morfront morrt PkgConfig::CHECK)
   target_compile_definitions(test_cuda PRIVATE MORC_EXAMPLES="${CMAKE_SOURCE_DIR}/examples")
   add_test(NAME cuda_unit COMMAND test_cuda)
+  set_tests_properties(cuda_unit PROPERTIES LABELS cuda)
 
   add_library(morcuda_emu SHARED ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_driver.c)
   target_link_libraries(morcuda_emu PRIVATE ${CMAKE_DL_LIBS})
@@ -20,6 +22,7 @@ if(MORC_HAVE_CUDA)
            ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
   add_test(NAME cuda_hostile_names COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/hostile.sh $<TARGET_FILE:morc> ${MORC_PTXAS}
            ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
+  set_tests_properties(cuda_no_gpu cuda_hostile_names PROPERTIES LABELS cuda)
 
   file(STRINGS ${CMAKE_CURRENT_SOURCE_DIR}/golden/manifest.txt cuda_golden_lines)
   foreach(line ${cuda_golden_lines})
@@ -32,14 +35,14 @@ if(MORC_HAVE_CUDA)
     endif()
     add_test(NAME cuda_nvrtc_${variant}
              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/nvrtc.sh $<TARGET_FILE:morc> ${MORC_PTXAS} ${model})
-    set_tests_properties(cuda_nvrtc_${variant} PROPERTIES TIMEOUT 900)
+    set_tests_properties(cuda_nvrtc_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
     # f32 math everywhere: the reference's tolerance
     add_test(NAME cuda_emu_f32_${variant}
              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_e2e.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
                      ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
                      ${CMAKE_SOURCE_DIR}/examples/${variant} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} ${causal}
                      1e-4 --no-mma)
-    set_tests_properties(cuda_emu_f32_${variant} PROPERTIES TIMEOUT 900)
+    set_tests_properties(cuda_emu_f32_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
   endforeach()
   # BF16 tensor-core GEMMs (activations rounded to bf16): the bf16-stored variants
   foreach(variant ec_cycle tc_mlp llama_plain)
@@ -47,6 +50,6 @@ if(MORC_HAVE_CUDA)
              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_e2e.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
                      ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
                      ${CMAKE_SOURCE_DIR}/examples/${variant} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} 1 2e-2)
-    set_tests_properties(cuda_emu_mma_${variant} PROPERTIES TIMEOUT 900)
+    set_tests_properties(cuda_emu_mma_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
   endforeach()
 endif()

@@ -40,6 +40,8 @@ static const char *usage_cuda =
     "                      else f32), f32, or bf16 (rounded)\n"
     "  --no-mma            no tensor cores: f32 SIMT GEMMs for bf16 weights too\n"
     "  --gemv-max-t N      calls of at most N tokens use the GEMV/decode kernels (default 8, 0-16)\n"
+    "  --no-embed-weights  leave the weights out of the executable: it then takes the model's\n"
+    "                      safetensors with --weights FILE when it runs\n"
     "  --runner FILE       the CUDA runner program to copy (default: morrt-cuda beside morc)\n"
     "  -h, --help          show this help\n"
     "\n"
@@ -116,7 +118,7 @@ static void le64(unsigned char *p, uint64_t v) {
 }
 
 /* runner + plan + weights + trailer, written to a temporary file renamed into place */
-static int write_exe(const char *out, const char *runner, const mor_cuda_prog *cp, const mor_weights *w,
+static int write_exe(const char *out, const char *runner, const mor_cuda_prog *cp, const mor_weights *w, int embed,
                      const char *tokenizer, size_t tok_len, mor_err *e) {
   size_t rlen;
   char *rbytes = mor_read_file(runner, &rlen, e);
@@ -138,8 +140,8 @@ static int write_exe(const char *out, const char *runner, const mor_cuda_prog *c
   if (put(f, plan.data, plan.len, out, e)) goto done;
   pos += plan.len;
   if (pad_to(f, &pos, 4096, out, e)) goto done;
-  uint64_t w_off = pos;
-  for (int64_t i = 0; i < mor_cuda_n_weights(cp); i++) {
+  uint64_t w_off = embed ? pos : 0;
+  for (int64_t i = 0; embed && i < mor_cuda_n_weights(cp); i++) {
     mor_dtype dev;
     uint64_t off, bytes;
     const char *name = mor_cuda_weight(cp, i, &dev, &off, &bytes);
@@ -157,11 +159,11 @@ static int write_exe(const char *out, const char *runner, const mor_cuda_prog *c
     if (put_weight(f, t, dev, out, e)) goto done;
     pos += bytes;
   }
-  if (pos - w_off > mor_cuda_weights_bytes(cp)) {
+  if (embed && pos - w_off > mor_cuda_weights_bytes(cp)) {
     mor_errf(e, "internal error: weight layout");
     goto done;
   }
-  while (pos - w_off < mor_cuda_weights_bytes(cp)) {
+  while (embed && pos - w_off < mor_cuda_weights_bytes(cp)) {
     static const char zeros[256];
     uint64_t n = mor_cuda_weights_bytes(cp) - (pos - w_off);
     if (n > sizeof zeros) n = sizeof zeros;
@@ -197,7 +199,7 @@ done:
 int morc_build_cuda(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *emit = "exe", *runner_s = NULL, *maxtok_s = NULL, *wdt_s = NULL,
              *gemv_s = NULL, *target = NULL;
-  int pm_rc;
+  int pm_rc, embed = 1;
   mor_cuda_opts co;
   mor_cuda_opts_default(&co);
   mor_pm_opts *pm = mor_pm_opts_new();
@@ -230,6 +232,7 @@ int morc_build_cuda(int argc, char **argv) {
     else if (!strcmp(a, "--gemv-max-t")) slot = &gemv_s;
     else if (!strcmp(a, "--runner")) slot = &runner_s;
     else if (!strcmp(a, "--no-mma")) co.mma = 0;
+    else if (!strcmp(a, "--no-embed-weights")) embed = 0;
     else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s' (with --target cuda)", a);
     else if (model) return mor_pm_opts_free(pm), morc_die_usage("build", "unexpected argument '%s' (one MODEL only)", a);
     else model = a;
@@ -290,7 +293,7 @@ int morc_build_cuda(int argc, char **argv) {
   }
   m = morc_load_any(model, &cfg, &w, &e);
   if (!m) goto done;
-  if (!w && k_exe) {
+  if (!w && k_exe && embed) {
     mor_errf(&e, "%s: IR text has no weights: use a model description, or --emit=cuda|ptx|cubin|plan", model);
     goto done;
   }
@@ -331,7 +334,7 @@ int morc_build_cuda(int argc, char **argv) {
     tok = mor_read_file(cfg->tokenizer, &tok_len, &e);
     if (!tok) goto done;
   }
-  rc = write_exe(out, runner, cp, w, tok, tok_len, &e) ? 1 : 0;
+  rc = write_exe(out, runner, cp, w, embed, tok, tok_len, &e) ? 1 : 0;
 done:
   if (rc == 1) morc_fail(&e);
   mor_cuda_prog_free(cp);

@@ -398,6 +398,7 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
   __shared__ float inv[MMAX];
   __shared__ int src[MMAX];
   int M = *rows;
+  if (M <= 0) return; /* no row routed here: do not read the weights */
   if (M > MMAX) M = MMAX; /* the host never launches this with more rows */
   int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   if (tid < MMAX) src[tid] = tid < M ? (xidx ? xidx[tid] : tid) : 0;
@@ -455,8 +456,9 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
   }
   mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
   for (int m = 0; m < MMAX; m++) {
+    if (m >= M) break; /* M is the same for the whole block */
     float v0 = mor_warp_sum(acc0[m]), v1 = mor_warp_sum(acc1[m]);
-    if (lane == 0 && m < M) mor_epi2<EPI, NT, N0>(e, m, c, v0, v1);
+    if (lane == 0) mor_epi2<EPI, NT, N0>(e, m, c, v0, v1);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "runtime/cuda_plan.h"
 #include "runtime/cuda_rt.h"
 #include "runtime/npy.h"
+#include "runtime/safetensors.h"
 #include "runtime/sampler.h"
 #include "runtime/tokenizer.h"
 
@@ -46,6 +47,10 @@ static void usage(FILE *f) {
           "  --bench-prefill N   time one forward call of N tokens (ids 1..N), best of --bench-reps\n"
           "  --bench-decode N    then time N one-token decode steps\n"
           "  --bench-reps R      repetitions of the prefill timing (default 5)\n"
+          "  --bench-bandwidth   measure device memory bandwidth (a 1 GiB device-to-device copy)\n"
+          "  --weights FILE      the model's weights (.safetensors or .safetensors.index.json),\n"
+          "                      converted to the formats this build uses; needed when it was built\n"
+          "                      with --no-embed-weights, else they replace the embedded ones\n"
           "  --device N          GPU ordinal (default 0)\n"
           "  --no-graph          launch every kernel of a decode step (no CUDA graph)\n"
           "  --info              describe this build (model, arch, kernels, memory) and exit\n"
@@ -142,10 +147,91 @@ static int load_payload(payload *pl, char *err, size_t n) {
     return snprintf(err, n, "the model appended to this program is damaged (bad trailer)"), -1;
   pl->plan = morcu_plan_read(base + plan_off, (size_t)plan_len, err, n);
   if (!pl->plan) return -1;
+  if (w_off == 0) return 0; /* built with --no-embed-weights */
   if ((uint64_t)pl->plan->weights_bytes > end - w_off)
     return snprintf(err, n, "the model appended to this program is damaged (weights cut short)"), -1;
   pl->weights = base + w_off;
   return 0;
+}
+
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023, u;
+  if (e == 0) {
+    if (m == 0) u = sign;
+    else { /* subnormal */
+      e = 127 - 15 + 1;
+      while (!(m & 1024)) m <<= 1, e--;
+      u = sign | e << 23 | (m & 1023) << 13;
+    }
+  } else if (e == 31) {
+    u = sign | 0x7f800000u | m << 13;
+  } else {
+    u = sign | (e - 15 + 127) << 23 | m << 13;
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* The plan's weights from a safetensors file, in their device formats, into
+ * a new buffer of plan->weights_bytes. */
+static void *weights_from_file(const morcu_plan *p, const char *path, char *err, size_t n) {
+  morrt_st *st = morrt_st_open(path, err, n);
+  if (!st) return NULL;
+  unsigned char *buf = calloc(1, (size_t)p->weights_bytes + 1);
+  if (!buf) {
+    snprintf(err, n, "out of memory for %.1f MiB of weights", p->weights_bytes / 1048576.0);
+    morrt_st_free(st);
+    return NULL;
+  }
+  for (int64_t i = 0; i < p->n_weights; i++) {
+    const morcu_weight *w = &p->weights[i];
+    const morrt_st_tensor *t = morrt_st_find(st, w->name);
+    int esz = w->dtype == 2 ? 2 : 4;
+    int64_t numel = 1;
+    if (t)
+      for (int d = 0; d < t->rank; d++) numel *= t->shape[d];
+    if (!t || t->dtype < 0 || numel * esz != (int64_t)w->bytes) {
+      snprintf(err, n, "%s: tensor '%s' %s (this program needs %llu bytes of it as %s)", path, w->name,
+               t ? "has another shape or dtype" : "is missing", (unsigned long long)w->bytes, esz == 2 ? "bf16" : "f32");
+      free(buf);
+      morrt_st_free(st);
+      return NULL;
+    }
+    unsigned char *dst = buf + w->offset;
+    for (int64_t k = 0; k < numel; k++) {
+      float v;
+      if (t->dtype == 0) memcpy(&v, (const char *)t->data + 4 * k, 4);
+      else {
+        uint16_t h;
+        memcpy(&h, (const char *)t->data + 2 * k, 2);
+        if (t->dtype == 2 && esz == 2) {
+          memcpy(dst + 2 * k, &h, 2);
+          continue;
+        }
+        if (t->dtype == 2) {
+          uint32_t u = (uint32_t)h << 16;
+          memcpy(&v, &u, 4);
+        } else {
+          v = f16_to_f32(h);
+        }
+      }
+      if (esz == 4) memcpy(dst + 4 * k, &v, 4);
+      else {
+        uint16_t b = f32_to_bf16(v);
+        memcpy(dst + 2 * k, &b, 2);
+      }
+    }
+  }
+  morrt_st_free(st);
+  return buf;
 }
 
 static void print_info(const morcu_plan *p) {
@@ -168,11 +254,12 @@ static void print_info(const morcu_plan *p) {
 int main(int argc, char **argv) {
   const char *slash = strrchr(argv[0], '/');
   prog = slash ? slash + 1 : argv[0];
-  const char *tokens_s = NULL, *prompt = NULL, *chunks_s = NULL, *logits_path = NULL, *depths_path = NULL;
+  const char *tokens_s = NULL, *prompt = NULL, *chunks_s = NULL, *logits_path = NULL, *depths_path = NULL,
+             *weights_path = NULL;
   long long n_gen = 0, bench_prefill = 0, bench_decode = 0, bench_reps = 5, device = 0, top_k = 0;
   unsigned long long seed = 1;
   double temp = 0, top_p = 0;
-  int stats = 0, graphs = 1, info = 0;
+  int stats = 0, graphs = 1, info = 0, bench_bw = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char **sslot = NULL;
@@ -186,6 +273,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--chunks")) sslot = &chunks_s;
     else if (!strcmp(a, "--logits")) sslot = &logits_path;
     else if (!strcmp(a, "--depths")) sslot = &depths_path;
+    else if (!strcmp(a, "--weights")) sslot = &weights_path;
     else if (!strcmp(a, "-n")) islot = &n_gen;
     else if (!strcmp(a, "--bench-prefill")) islot = &bench_prefill;
     else if (!strcmp(a, "--bench-decode")) islot = &bench_decode;
@@ -200,10 +288,12 @@ int main(int argc, char **argv) {
       seed = strtoull(argv[i], &end, 10);
       if (*end || !*argv[i]) return die_usage("--seed %s: expected a non-negative integer", argv[i]);
       continue;
-    } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info")) {
+    } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
+               !strcmp(a, "--bench-bandwidth")) {
       if (a[2] == 's') stats = 1;
       else if (a[2] == 'n') graphs = 0;
-      else info = 1;
+      else if (a[2] == 'i') info = 1;
+      else bench_bw = 1;
       continue;
     } else return die_usage("unknown argument '%s'", a);
     if (++i >= argc) return die_usage("%s needs a value", a);
@@ -221,7 +311,7 @@ int main(int argc, char **argv) {
     }
   }
   if (tokens_s && prompt) return die_usage("%s", "give --tokens or --prompt, not both");
-  if (!tokens_s && !prompt && !bench_prefill && !info)
+  if (!tokens_s && !prompt && !bench_prefill && !info && !bench_bw)
     return die_usage("%s", "nothing to do: give --tokens, --prompt or --bench-prefill");
   if (bench_reps < 1) bench_reps = 1;
 
@@ -306,7 +396,21 @@ int main(int argc, char **argv) {
     goto out;
   }
 
-  int orc = morrt_cuda_open(p, pl.weights, (int)device, graphs, &c, err, sizeof err);
+  void *wfile = NULL;
+  if (weights_path) {
+    wfile = weights_from_file(p, weights_path, err, sizeof err);
+    if (!wfile) {
+      fprintf(stderr, "%s: error: %s\n", prog, err);
+      goto out;
+    }
+  } else if (!pl.weights && p->weights_bytes) {
+    fprintf(stderr, "%s: error: this program was built without its weights (--no-embed-weights): pass --weights "
+                    "FILE.safetensors\n",
+            prog);
+    goto out;
+  }
+  int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device, graphs, &c, err, sizeof err);
+  free(wfile);
   if (orc != MORRT_CUDA_OK) {
     fprintf(stderr, "%s: error: %s\n", prog, err);
     rc = orc == MORRT_CUDA_NO_GPU ? 1 : 3;
@@ -319,6 +423,17 @@ int main(int argc, char **argv) {
             dv.name, dv.cc_major, dv.cc_minor, dv.sms, dv.mem_gbps, dv.loaded_cubin ? "cubin" : "PTX (JIT)",
             dv.device_bytes / 1048576.0);
   int64_t V = p->vocab;
+  if (bench_bw) {
+    double g = morrt_cuda_copy_gbps(c, (size_t)1 << 30, 20, err, sizeof err);
+    if (g < 0) {
+      fprintf(stderr, "%s: error: %s\n", prog, err);
+      rc = 3;
+      goto out;
+    }
+    printf("bandwidth: %.1f GB/s measured (device-to-device copy, read + write), %.1f GB/s peak from the memory "
+           "clock and bus width\n",
+           g, dv.mem_gbps);
+  }
   if (nt) {
     s = morrt_cuda_seq_new(c, err, sizeof err);
     if (!s) {

@@ -53,10 +53,34 @@ struct uint4 {
 
 enum { EMU_RUN = 0, EMU_BAR_BLOCK = 1, EMU_BAR_WARP = 2, EMU_DONE = 3 };
 
+/* Context switches: a few instructions on x86-64 (glibc's swapcontext makes
+ * a system call each time, which made the emulation 100x slower), ucontext
+ * elsewhere. */
+#if defined(__x86_64__)
+#define EMU_FAST_SWITCH 1
+struct emu_regs {
+  void *rsp;
+};
+extern "C" void mor_emu_switch(emu_regs *save, emu_regs *load);
+__asm__(".text\n.globl mor_emu_switch\n.hidden mor_emu_switch\n.type mor_emu_switch,@function\n"
+        "mor_emu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  subq $8, %rsp\n  stmxcsr (%rsp)\n  fnstcw 4(%rsp)\n"
+        "  movq %rsp, (%rdi)\n  movq (%rsi), %rsp\n"
+        "  ldmxcsr (%rsp)\n  fldcw 4(%rsp)\n  addq $8, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n  ret\n"
+        ".size mor_emu_switch, .-mor_emu_switch\n");
+#endif
+
 struct emu_thread {
+#ifdef EMU_FAST_SWITCH
+  emu_regs ctx;
+#else
   ucontext_t ctx;
+#endif
   dim3 tid;
   int lane, warp, state;
+  int xphase; /* which of the two exchange buffers the next collective uses */
   void *stack;
 };
 
@@ -65,10 +89,14 @@ struct emu_ctx {
   int n;                   /* threads in the block */
   emu_thread *th;          /* [1024] */
   emu_thread *cur;
+#ifdef EMU_FAST_SWITCH
+  emu_regs sched;
+#else
   ucontext_t sched;
+#endif
   void (*tramp)(void **);
   void **args;
-  uint64_t xbuf[32][32][8]; /* per warp, per lane: exchanged words */
+  uint64_t xbuf[2][32][32][8]; /* two phases, per warp, per lane: exchanged words */
   int cap;
 };
 static emu_ctx mor_emu_E;
@@ -88,7 +116,11 @@ static void emu_die(const char *what) {
 static void emu_wait(int k) {
   emu_thread *t = mor_emu_E.cur;
   t->state = k;
+#ifdef EMU_FAST_SWITCH
+  mor_emu_switch(&t->ctx, &mor_emu_E.sched);
+#else
   swapcontext(&t->ctx, &mor_emu_E.sched);
+#endif
 }
 
 static inline void __syncthreads(void) { emu_wait(EMU_BAR_BLOCK); }
@@ -98,13 +130,17 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu) {
 }
 static inline void __threadfence(void) {}
 
-/* deposit n words, wait for the warp, copy all 32 lanes' words out, wait again */
+/* deposit n words, wait for the warp, copy all 32 lanes' words out. The
+ * buffers alternate: a lane can be at most one collective ahead of another
+ * (the next one waits for all), so the buffer it writes next is not the
+ * one a slower lane still reads. */
 static void emu_exchange(const uint64_t *mine, int n, uint64_t (*all)[8]) {
   emu_thread *t = mor_emu_E.cur;
-  memcpy(mor_emu_E.xbuf[t->warp][t->lane], mine, sizeof(uint64_t) * (size_t)n);
+  int ph = t->xphase;
+  t->xphase ^= 1;
+  memcpy(mor_emu_E.xbuf[ph][t->warp][t->lane], mine, sizeof(uint64_t) * (size_t)n);
   emu_wait(EMU_BAR_WARP);
-  memcpy(all, mor_emu_E.xbuf[t->warp], sizeof(uint64_t) * 8 * 32);
-  emu_wait(EMU_BAR_WARP);
+  memcpy(all, mor_emu_E.xbuf[ph][t->warp], sizeof(uint64_t) * 8 * 32);
 }
 
 template <class T> static T emu_shfl_idx(T v, int src) {
@@ -183,12 +219,22 @@ static inline void mor_mma_bf16(float *d, const unsigned *a, const unsigned *b) 
   }
 }
 
+#ifdef EMU_FAST_SWITCH
+static void emu_entry(void) {
+  emu_thread *t = mor_emu_E.cur;
+  mor_emu_E.tramp(mor_emu_E.args);
+  t->state = EMU_DONE;
+  mor_emu_switch(&t->ctx, &mor_emu_E.sched); /* never resumed */
+  abort();
+}
+#else
 static void emu_entry(int i) {
   emu_thread *t = &mor_emu_E.th[i];
   mor_emu_E.tramp(mor_emu_E.args);
   t->state = EMU_DONE;
   /* returning resumes uc_link: the scheduler */
 }
+#endif
 
 static void emu_run_block(void) {
   emu_ctx *E = &mor_emu_E;
@@ -199,16 +245,31 @@ static void emu_run_block(void) {
       t->stack = mmap(NULL, stack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (t->stack == MAP_FAILED) emu_die("out of memory for thread stacks");
     }
+#ifdef EMU_FAST_SWITCH
+    {
+      /* a frame that mor_emu_switch pops: fp control words, six callee-saved
+       * registers, then "returns" into emu_entry with rsp = 8 mod 16 */
+      uint64_t *top = (uint64_t *)((char *)t->stack + stack - 64);
+      top = (uint64_t *)((uintptr_t)top & ~(uintptr_t)15);
+      top -= 1; /* emu_entry's "return address" slot: rsp = 8 mod 16 at its entry */
+      *--top = (uint64_t)(uintptr_t)emu_entry;
+      for (int r = 0; r < 6; r++) *--top = 0;
+      *--top = 0x037f00001f80ull; /* mxcsr 0x1f80, x87 control word 0x37f */
+      t->ctx.rsp = top;
+    }
+#else
     getcontext(&t->ctx);
     t->ctx.uc_stack.ss_sp = t->stack;
     t->ctx.uc_stack.ss_size = stack;
     t->ctx.uc_link = &E->sched;
     makecontext(&t->ctx, (void (*)(void))emu_entry, 1, i);
+#endif
     t->tid.x = (unsigned)(i % E->block.x);
     t->tid.y = (unsigned)(i / E->block.x % E->block.y);
     t->tid.z = (unsigned)(i / (E->block.x * E->block.y));
     t->lane = i & 31;
     t->warp = i >> 5;
+    t->xphase = 0;
     t->state = EMU_RUN;
   }
   for (;;) {
@@ -217,7 +278,11 @@ static void emu_run_block(void) {
       emu_thread *t = &E->th[i];
       if (t->state != EMU_RUN) continue;
       E->cur = t;
+#ifdef EMU_FAST_SWITCH
+      mor_emu_switch(&E->sched, &t->ctx);
+#else
       swapcontext(&E->sched, &t->ctx);
+#endif
       E->cur = NULL;
       ran = 1;
     }

@@ -131,6 +131,11 @@ CUresult cuMemcpyDtoHAsync_v2(void *d, CUdeviceptr s, size_t n, struct CUstream_
   memcpy(d, (const void *)(uintptr_t)s, n);
   return OK;
 }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr s, size_t n, struct CUstream_st *st) {
+  if (st && st->capturing) return ERR_INVALID_VALUE;
+  memmove((void *)(uintptr_t)d, (const void *)(uintptr_t)s, n);
+  return OK;
+}
 CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, struct CUstream_st *st) {
   if (st && st->capturing) return ERR_INVALID_VALUE;
   memset((void *)(uintptr_t)d, v, n);

@@ -4,7 +4,8 @@
 # (emu_driver.c + the generated .cu compiled for the host with emu.h), and
 # compared with the golden logits and depths of the PyTorch reference:
 # whole, and for causal variants as a prefill plus decode steps and one
-# token at a time (the decode kernels and the CUDA graph path).
+# token at a time (the decode kernels and the CUDA graph path, and without
+# the graph).
 # usage: emu_e2e.sh MORC NPYCMP CXX EMU_H DRIVER_SO EXAMPLE_DIR GOLDEN_DIR CAUSAL TOL [build options...]
 set -euo pipefail
 morc=$1 npycmp=$2 cxx=$3 emuh=$4 driver=$5 ex=$6 gold=$7 causal=$8 tol=$9
@@ -13,9 +14,9 @@ model=$ex/model.json
 [ -f "$model" ] || model=$ex/config.json
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+"$morc" build "$model" --target cuda -o "$tmp/model" "$@"
 "$morc" build "$model" --target cuda --emit=cuda -o "$tmp/k.cu" "$@"
 "$cxx" -std=c++17 -O1 -fPIC -shared -w -include "$emuh" -x c++ "$tmp/k.cu" -o "$tmp/k.so"
-"$morc" build "$model" --target cuda -o "$tmp/model" "$@"
 tokens=$(tr -d ' \n' < "$gold/tokens.txt")
 T=$(echo "$tokens" | tr ',' '\n' | wc -l)
 export MORRT_CUDA_DRIVER=$driver MORC_EMU_KERNELS=$tmp/k.so
@@ -33,5 +34,5 @@ if [ "$causal" = 1 ]; then
   check chunked --chunks "$a,1,1,$rest"
   ones=$(printf '1,%.0s' $(seq 1 "$T")); ones=${ones%,}
   check one_by_one --chunks "$ones"
-  check one_by_one_no_graph --chunks "$ones" --no-graph
+  check chunked_no_graph --chunks "$a,1,1,$rest" --no-graph
 fi
