@@ -172,13 +172,14 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
   p->n_labels = rd_count(r, 4, "labels");
   p->labels = rd_array(r, p->n_labels, sizeof(char *));
   for (int64_t i = 0; !r->failed && i < p->n_labels; i++) p->labels[i] = rd_str(r);
-  p->n_steps = rd_count(r, 100, "steps");
+  p->n_steps = rd_count(r, 150, "steps");
   p->steps = rd_array(r, p->n_steps, sizeof *p->steps);
   for (int64_t i = 0; !r->failed && i < p->n_steps; i++) {
     morcu_step *s = &p->steps[i];
-    rd_launch(r, &s->main);
-    rd_launch(r, &s->alt);
-    s->alt_max_t = rd_i32(r);
+    for (int v = 0; v < MORCU_VARIANTS; v++) {
+      rd_launch(r, &s->var[v]);
+      s->max_t[v] = rd_i32(r);
+    }
     s->first_param = rd_i32(r);
     s->n_params = rd_i32(r);
     s->label = rd_i32(r);
@@ -216,7 +217,13 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
     if (p->kv[i].capacity < 1 || p->kv[i].width < 1) rfail(r, "launch plan: bad KV store %lld", (long long)i);
   for (int64_t i = 0; !r->failed && i < p->n_steps; i++) {
     const morcu_step *s = &p->steps[i];
-    if (!check_launch(r, p, &s->main, i, 0) || !check_launch(r, p, &s->alt, i, 1)) break;
+    int covers = 0;
+    for (int v = 0; v < MORCU_VARIANTS; v++) {
+      if (!check_launch(r, p, &s->var[v], i, v > 0)) break;
+      if (s->var[v].kernel >= 0 && s->max_t[v] >= p->max_tokens) covers = 1;
+    }
+    if (r->failed) break;
+    if (!covers) rfail(r, "launch plan: step %lld has no kernel for calls of %lld tokens", (long long)i, (long long)p->max_tokens);
     if (s->first_param < 0 || s->n_params < 0 || s->n_params > 64 || s->first_param > p->n_params ||
         s->n_params > p->n_params - s->first_param || s->label < 0 || s->label >= p->n_labels)
       rfail(r, "launch plan: step %lld: bad parameters", (long long)i);

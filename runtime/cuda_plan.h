@@ -53,10 +53,12 @@ typedef struct morcu_launch {
   int32_t smem;        /* dynamic shared memory bytes */
 } morcu_launch;
 
+/* A step runs the first of its variants (kernel >= 0) whose max_t >= T:
+ * GEMMs and attention have kernels for decode-sized, medium and large calls. */
+#define MORCU_VARIANTS 3
 typedef struct morcu_step {
-  morcu_launch main;
-  morcu_launch alt;    /* used instead of main when alt.kernel >= 0 and T <= alt_max_t */
-  int32_t alt_max_t;
+  morcu_launch var[MORCU_VARIANTS];
+  int32_t max_t[MORCU_VARIANTS];
   int32_t first_param, n_params; /* into params */
   int32_t label;       /* index into labels: which IR op this step runs */
 } morcu_step;

@@ -272,7 +272,10 @@ static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, si
   morrt_cu *cu = c->cu;
   for (int64_t i = 0; i < p->n_steps; i++) {
     const morcu_step *st = &p->steps[i];
-    const morcu_launch *l = st->alt.kernel >= 0 && T <= st->alt_max_t ? &st->alt : &st->main;
+    const morcu_launch *l = NULL;
+    for (int v = 0; v < MORCU_VARIANTS && !l; v++)
+      if (st->var[v].kernel >= 0 && T <= st->max_t[v]) l = &st->var[v];
+    if (!l) return cfail(err, errlen, "step %lld has no kernel for %lld tokens", (long long)i, (long long)T);
     unsigned gx = gdim(l->grid_c[0], l->grid_d[0], T), gy = gdim(l->grid_c[1], l->grid_d[1], T),
              gz = gdim(l->grid_c[2], l->grid_d[2], T);
     if (!gx || !gy || !gz) continue;

@@ -44,6 +44,12 @@ if(MORC_HAVE_CUDA)
                      1e-4 --no-mma)
     set_tests_properties(cuda_emu_f32_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
   endforeach()
+  # realistic proportions (head_dim 64), 300 tokens a call: the large GEMM tiles and tensor-core attention
+  add_test(NAME cuda_emu_medium
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_medium.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
+                   ${CMAKE_C_COMPILER} ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h
+                   $<TARGET_FILE:morcuda_emu> ${CMAKE_SOURCE_DIR}/bench/mkweights.c)
+  set_tests_properties(cuda_emu_medium PROPERTIES TIMEOUT 900 LABELS cuda)
   # BF16 tensor-core GEMMs (activations rounded to bf16): the bf16-stored variants
   foreach(variant ec_cycle tc_mlp llama_plain)
     add_test(NAME cuda_emu_mma_${variant}

@@ -17,7 +17,7 @@ extern const cu_family cu_families[];
 enum {
   CU_F_EMBED, CU_F_RMSNORM, CU_F_GEMM_SIMT, CU_F_GEMM_MMA, CU_F_GEMV, CU_F_ROPE, CU_F_KV_APPEND, CU_F_QKV_POST,
   CU_F_ATTENTION, CU_F_SILU_MUL, CU_F_ADD, CU_F_GATHER, CU_F_SCATTER, CU_F_GATE_ADD, CU_F_COUNT_ADD, CU_F_FILL,
-  CU_F_TC_ROUTE, CU_F_WHERE, CU_F_SELECT, CU_F_ROWDOT, CU_F_COUNT
+  CU_F_TC_ROUTE, CU_F_WHERE, CU_F_SELECT, CU_F_ROWDOT, CU_F_ATTENTION_MMA, CU_F_COUNT
 };
 
 /* A kernel instance: a family with template arguments and a block size. */
@@ -39,8 +39,8 @@ typedef struct cu_param {
 } cu_param;
 
 typedef struct cu_step {
-  morcu_launch main, alt;
-  int alt_max_t;
+  morcu_launch var[MORCU_VARIANTS]; /* the first whose max_t >= T runs */
+  int max_t[MORCU_VARIANTS];
   int first_param, n_params;
   int label;
 } cu_step;
@@ -77,6 +77,7 @@ struct mor_cuda_prog {
   cu_store *kv;
   int *kv_of_global;       /* by global index: store index or -1 (aliases resolved) */
   uint64_t weights_bytes;
+  int mma_attention;       /* GEMMs run on tensor cores (bf16 weights, mma on): attention does too */
   /* kernels, steps, params */
   int n_k, cap_k;
   cu_kernel *k;

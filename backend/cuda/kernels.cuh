@@ -21,6 +21,7 @@
 #define MOR_KERNEL extern "C" __global__
 #define MOR_BOUNDS(n) __launch_bounds__(n)
 #define MOR_LDG(p) __ldg(p)
+#define MOR_UNROLL _Pragma("unroll")
 #endif
 
 typedef unsigned short mor_bf16;
@@ -240,8 +241,8 @@ MOR_DEV void fam_gemm_simt(MOR_GEMM_PARAMS) {
   int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   if (PRO) mor_rows_inv<K, BM>(x, xidx, bm, M, eps, inv);
   float acc[4][4];
-  for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
+  MOR_UNROLL for (int i = 0; i < 4; i++)
+    MOR_UNROLL for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
   for (int k0 = 0; k0 < K; k0 += BK) {
     for (int i = 0; i < 4; i++) {
       int e = tid + i * 256, rr = e >> 4, kk = e & 15, m = bm + rr, k = k0 + kk;
@@ -267,10 +268,10 @@ MOR_DEV void fam_gemm_simt(MOR_GEMM_PARAMS) {
     __syncthreads();
   }
   mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
-  for (int i = 0; i < 4; i++) {
+  MOR_UNROLL for (int i = 0; i < 4; i++) {
     int m = bm + ty * 4 + i;
     if (m >= M) continue;
-    for (int j = 0; j < 4; j += 2) {
+    MOR_UNROLL for (int j = 0; j < 4; j += 2) {
       int c = bn + tx * 4 + j;
       if (c < NT) mor_epi2<EPI, NT, N0>(e, m, c, acc[i][j], acc[i][j + 1]);
     }
@@ -292,28 +293,30 @@ MOR_DEV void mor_mma_bf16(float *d, const unsigned *a, const unsigned *b) {
 }
 #endif
 
-/* BF16 tensor-core GEMM: 64x64 tile, BK 32, 128 threads (2x2 warps of 32x32).
- * Activations are rounded to bf16 as they are staged; bf16 weights only.
- * grid: (ceil(NT/64), ceil(T/64)). */
-template <int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI>
+/* BF16 tensor-core GEMM: BM x BN tiles, BK 32, WM x WN warps (each a
+ * (BM/WM) x (BN/WN) tile of m16n8k16 products). Activations are rounded to
+ * bf16 as they are staged (after the rmsnorm prologue); bf16 weights only.
+ * Two shared-memory buffers: the next k-tile is loaded into registers while
+ * the current one is multiplied, then stored into the other buffer, so one
+ * barrier per k-tile suffices. grid: (ceil(NT/BN), ceil(T/BM)). */
+template <int BM, int BN, int WM, int WN, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI>
 MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
-  const int BM = 64, BN = 64, BK = 32, LDS = BK / 2 + 4, NT = MOR_NT;
-  __shared__ unsigned As[BM * LDS];
-  __shared__ unsigned Bs[BN * LDS];
+  const int BK = 32, LDS = BK / 2 + 4, NT = MOR_NT, NTH = WM * WN * 32;
+  const int TM = BM / WM, TN = BN / WN, MI = TM / 16, NI = TN / 8;
+  const int PA = BM * (BK / 2) / NTH, PB = BN * (BK / 2) / NTH; /* bf16 pairs each thread stages */
+  __shared__ unsigned As[2][BM * LDS];
+  __shared__ unsigned Bs[2][BN * LDS];
   __shared__ float inv[BM];
   int M = *rows, bm = blockIdx.y * BM, bn = blockIdx.x * BN;
   if (bm >= M) return;
-  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp >> 1, wn = warp & 1;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wm = warp / WN, wn = warp % WN;
   int g = lane >> 2, t = lane & 3;
   if (PRO) mor_rows_inv<K, BM>(x, xidx, bm, M, eps, inv);
-  /* each thread stages 8 pairs of A and 8 of B per tile; its rows are fixed */
-  float acc[2][4][4];
-  for (int i = 0; i < 2; i++)
-    for (int j = 0; j < 4; j++)
-      for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
-  for (int k0 = 0; k0 < K; k0 += BK) {
-    for (int i = 0; i < 8; i++) {
-      int e = tid + i * 128, rr = e >> 4, kp = e & 15, k = k0 + 2 * kp, m = bm + rr, c = bn + rr;
+  /* staging: pair i of this thread is row (tid + i * NTH) / 16, pair (tid + i * NTH) % 16 */
+  unsigned ra[PA], rb[PB];
+  auto stage = [&](int k0) {
+    MOR_UNROLL for (int i = 0; i < PA; i++) {
+      int e = tid + i * NTH, rr = e >> 4, k = k0 + 2 * (e & 15), m = bm + rr;
       float a0 = 0.0f, a1 = 0.0f;
       if (m < M) {
         const float *xr = x + (mor_i64)(xidx ? xidx[m] : m) * K;
@@ -330,7 +333,10 @@ MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
           if (k + 1 < K) a1 = nw[k + 1] * (a1 * inv[rr]);
         }
       }
-      As[rr * LDS + kp] = mor_pack2(a0, a1);
+      ra[i] = mor_pack2(a0, a1);
+    }
+    MOR_UNROLL for (int i = 0; i < PB; i++) {
+      int e = tid + i * NTH, rr = e >> 4, k = k0 + 2 * (e & 15), c = bn + rr;
       unsigned bw = 0;
       if (c < NT) {
         const mor_bf16 *wr = (const mor_bf16 *)mor_wrow<1, K, N0, N1, PAIRED>(w0, w1, w2, c);
@@ -341,33 +347,57 @@ MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
           bw = lo | (hi << 16);
         }
       }
-      Bs[rr * LDS + kp] = bw;
+      rb[i] = bw;
     }
-    __syncthreads();
-    for (int ks = 0; ks < 2; ks++) {
+  };
+  auto store = [&](int buf) {
+    MOR_UNROLL for (int i = 0; i < PA; i++) {
+      int e = tid + i * NTH;
+      As[buf][(e >> 4) * LDS + (e & 15)] = ra[i];
+    }
+    MOR_UNROLL for (int i = 0; i < PB; i++) {
+      int e = tid + i * NTH;
+      Bs[buf][(e >> 4) * LDS + (e & 15)] = rb[i];
+    }
+  };
+  float acc[MI][NI][4];
+  MOR_UNROLL for (int i = 0; i < MI; i++)
+    MOR_UNROLL for (int j = 0; j < NI; j++)
+      MOR_UNROLL for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+  stage(0);
+  store(0);
+  __syncthreads();
+  int buf = 0;
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    bool more = k0 + BK < K;
+    if (more) stage(k0 + BK);
+    const unsigned *as = As[buf], *bs = Bs[buf];
+    MOR_UNROLL for (int ks = 0; ks < 2; ks++) {
       int kw = ks * 8;
-      unsigned af[2][4], bfr[4][2];
-      for (int mi = 0; mi < 2; mi++) {
-        int rb = wm * 32 + mi * 16;
-        af[mi][0] = As[(rb + g) * LDS + kw + t];
-        af[mi][1] = As[(rb + g + 8) * LDS + kw + t];
-        af[mi][2] = As[(rb + g) * LDS + kw + t + 4];
-        af[mi][3] = As[(rb + g + 8) * LDS + kw + t + 4];
+      unsigned af[MI][4], bfr[NI][2];
+      MOR_UNROLL for (int mi = 0; mi < MI; mi++) {
+        int rb0 = wm * TM + mi * 16;
+        af[mi][0] = as[(rb0 + g) * LDS + kw + t];
+        af[mi][1] = as[(rb0 + g + 8) * LDS + kw + t];
+        af[mi][2] = as[(rb0 + g) * LDS + kw + t + 4];
+        af[mi][3] = as[(rb0 + g + 8) * LDS + kw + t + 4];
       }
-      for (int ni = 0; ni < 4; ni++) {
-        int cb = wn * 32 + ni * 8;
-        bfr[ni][0] = Bs[(cb + g) * LDS + kw + t];
-        bfr[ni][1] = Bs[(cb + g) * LDS + kw + t + 4];
+      MOR_UNROLL for (int ni = 0; ni < NI; ni++) {
+        int cb = wn * TN + ni * 8;
+        bfr[ni][0] = bs[(cb + g) * LDS + kw + t];
+        bfr[ni][1] = bs[(cb + g) * LDS + kw + t + 4];
       }
-      for (int mi = 0; mi < 2; mi++)
-        for (int ni = 0; ni < 4; ni++) mor_mma_bf16(acc[mi][ni], af[mi], bfr[ni]);
+      MOR_UNROLL for (int mi = 0; mi < MI; mi++)
+        MOR_UNROLL for (int ni = 0; ni < NI; ni++) mor_mma_bf16(acc[mi][ni], af[mi], bfr[ni]);
     }
+    if (more) store(buf ^ 1);
     __syncthreads();
+    buf ^= 1;
   }
   mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
-  for (int mi = 0; mi < 2; mi++)
-    for (int ni = 0; ni < 4; ni++) {
-      int m = bm + wm * 32 + mi * 16 + g, c = bn + wn * 32 + ni * 8 + 2 * t;
+  MOR_UNROLL for (int mi = 0; mi < MI; mi++)
+    MOR_UNROLL for (int ni = 0; ni < NI; ni++) {
+      int m = bm + wm * TM + mi * 16 + g, c = bn + wn * TN + ni * 8 + 2 * t;
       if (c >= NT) continue;
       if (m < M) mor_epi2<EPI, NT, N0>(e, m, c, acc[mi][ni][0], acc[mi][ni][1]);
       if (m + 8 < M) mor_epi2<EPI, NT, N0>(e, m + 8, c, acc[mi][ni][2], acc[mi][ni][3]);
@@ -420,14 +450,14 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
   const void *r0 = mor_wrow<WT, K, N0, N1, PAIRED>(w0, w1, w2, c);
   const void *r1 = c + 1 < NT ? mor_wrow<WT, K, N0, N1, PAIRED>(w0, w1, w2, c + 1) : r0;
   float acc0[MMAX], acc1[MMAX];
-  for (int m = 0; m < MMAX; m++) acc0[m] = acc1[m] = 0.0f;
+  MOR_UNROLL for (int m = 0; m < MMAX; m++) acc0[m] = acc1[m] = 0.0f;
   if (K % 8 == 0) {
     for (int k = lane * 8; k < K; k += 256) {
       float wa[8], wb[8], nv[8];
       mor_ld8w<WT>(r0, k, wa);
       mor_ld8w<WT>(r1, k, wb);
       if (PRO) mor_ld8w<0>(nw, k, nv);
-      for (int m = 0; m < MMAX; m++) {
+      MOR_UNROLL for (int m = 0; m < MMAX; m++) {
         if (m >= M) break;
         float xv[8];
         mor_ld8w<0>(x + (mor_i64)src[m] * K, k, xv);
@@ -445,7 +475,7 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
   } else {
     for (int k = lane; k < K; k += 32) {
       float wa = mor_ldw<WT>(r0, k), wb = mor_ldw<WT>(r1, k);
-      for (int m = 0; m < MMAX; m++) {
+      MOR_UNROLL for (int m = 0; m < MMAX; m++) {
         if (m >= M) break;
         float xv = x[(mor_i64)src[m] * K + k];
         if (PRO) xv = nw[k] * (xv * inv[m]);
@@ -455,7 +485,7 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
     }
   }
   mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
-  for (int m = 0; m < MMAX; m++) {
+  MOR_UNROLL for (int m = 0; m < MMAX; m++) {
     if (m >= M) break; /* M is the same for the whole block */
     float v0 = mor_warp_sum(acc0[m]), v1 = mor_warp_sum(acc1[m]);
     if (lane == 0) mor_epi2<EPI, NT, N0>(e, m, c, v0, v1);
@@ -630,6 +660,141 @@ MOR_DEV void fam_attention(const float *q, const int *rows, const int *pos, cons
       float acc = 0.0f;
       for (int k = 0; k < S; k++) acc += so[rr + k * RB][d] * f[k];
       y[(mor_i64)m * H * HD + h * HD + d] = L > 0.0f ? acc / L : 0.0f;
+    }
+  }
+}
+
+/* Flash attention on BF16 tensor cores (FlashAttention-2 style) for
+ * prefill-sized calls: a block is 4 warps and 64 query rows (16 a warp) of
+ * one head; K and V tiles of 64 cache entries are staged in shared memory as
+ * bf16 (V transposed); S = Q K^T and O += P V are m16n8k16 products, the
+ * online softmax runs in f32 on S's fragments, and P goes from S's
+ * accumulator layout straight into the A operand of P V. Query rows are in
+ * position order, so the block reads the entries up to its last row's
+ * position; each entry is still masked per row. HD % 16 == 0, HD <= 128.
+ * grid: (ceil(T / 64), H), 128 threads. */
+template <int H, int GROUP, int HD>
+MOR_DEV void fam_attention_mma(const float *q, const int *rows, const int *pos, const float *kk, const float *vv,
+                               const int *kpos, const int *kvn, float *y) {
+  const int KVH = H / GROUP, W = KVH * HD, BQ = 64, BKV = 64, KC = HD / 16, NO = HD / 8;
+  const int LDK = HD / 2 + 4, LDV = BKV / 2 + 4;
+  __shared__ unsigned Ks[BKV * LDK];
+  __shared__ unsigned Vt[HD * LDV];
+  __shared__ int kp_s[BKV];
+  int M = *rows, q0 = blockIdx.x * BQ, h = blockIdx.y, gh = h / GROUP;
+  if (q0 >= M) return;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
+  int p0 = r0 < M ? pos[r0] : -1, p1 = r1 < M ? pos[r1] : -1;
+  int pmax = pos[q0 + BQ - 1 < M - 1 ? q0 + BQ - 1 : M - 1];
+  int lo = 0, hi = *kvn;
+  while (lo < hi) {
+    int mid = (lo + hi) >> 1;
+    if (kpos[mid] <= pmax) lo = mid + 1;
+    else hi = mid;
+  }
+  int limit = lo;
+  const float scale = (float)(1.0 / sqrt((double)HD));
+  const float *qr0 = q + (mor_i64)r0 * H * HD + h * HD, *qr1 = q + (mor_i64)r1 * H * HD + h * HD;
+  unsigned qa[KC][4];
+  MOR_UNROLL for (int kc = 0; kc < KC; kc++) {
+    int d = 16 * kc + 2 * t;
+    qa[kc][0] = r0 < M ? mor_pack2(qr0[d], qr0[d + 1]) : 0u;
+    qa[kc][1] = r1 < M ? mor_pack2(qr1[d], qr1[d + 1]) : 0u;
+    qa[kc][2] = r0 < M ? mor_pack2(qr0[d + 8], qr0[d + 9]) : 0u;
+    qa[kc][3] = r1 < M ? mor_pack2(qr1[d + 8], qr1[d + 9]) : 0u;
+  }
+  float o[NO][4];
+  MOR_UNROLL for (int i = 0; i < NO; i++)
+    MOR_UNROLL for (int k = 0; k < 4; k++) o[i][k] = 0.0f;
+  float m0 = MOR_NEG_INF, m1 = MOR_NEG_INF, l0 = 0.0f, l1 = 0.0f;
+  for (int j0 = 0; j0 < limit; j0 += BKV) {
+    __syncthreads(); /* the previous tile has been used */
+    for (int e = tid; e < BKV * (HD / 2); e += blockDim.x) {
+      int row = e / (HD / 2), wd = e % (HD / 2), ent = j0 + row;
+      float a = 0.0f, b = 0.0f;
+      if (ent < limit) {
+        const float *src = kk + (mor_i64)ent * W + gh * HD + 2 * wd;
+        a = src[0];
+        b = src[1];
+      }
+      Ks[row * LDK + wd] = mor_pack2(a, b);
+    }
+    for (int e = tid; e < HD * (BKV / 2); e += blockDim.x) {
+      int d = e % HD, ep = e / HD, ent = j0 + 2 * ep;
+      float a = ent < limit ? vv[(mor_i64)ent * W + gh * HD + d] : 0.0f;
+      float b = ent + 1 < limit ? vv[(mor_i64)(ent + 1) * W + gh * HD + d] : 0.0f;
+      Vt[d * LDV + ep] = mor_pack2(a, b);
+    }
+    for (int e = tid; e < BKV; e += blockDim.x) kp_s[e] = j0 + e < limit ? kpos[j0 + e] : 0x7fffffff;
+    __syncthreads();
+    float sf[BKV / 8][4];
+    MOR_UNROLL for (int ni = 0; ni < BKV / 8; ni++) {
+      MOR_UNROLL for (int k = 0; k < 4; k++) sf[ni][k] = 0.0f;
+      MOR_UNROLL for (int kc = 0; kc < KC; kc++) {
+        unsigned b[2] = {Ks[(ni * 8 + g) * LDK + kc * 8 + t], Ks[(ni * 8 + g) * LDK + kc * 8 + t + 4]};
+        mor_mma_bf16(sf[ni], qa[kc], b);
+      }
+    }
+    float mx0 = MOR_NEG_INF, mx1 = MOR_NEG_INF;
+    MOR_UNROLL for (int ni = 0; ni < BKV / 8; ni++)
+      MOR_UNROLL for (int k = 0; k < 4; k++) {
+        int ent = ni * 8 + 2 * t + (k & 1);
+        float v = sf[ni][k] * scale;
+        if (kp_s[ent] > (k < 2 ? p0 : p1)) v = MOR_NEG_INF;
+        sf[ni][k] = v;
+        if (k < 2) mx0 = fmaxf(mx0, v);
+        else mx1 = fmaxf(mx1, v);
+      }
+    mx0 = fmaxf(mx0, __shfl_xor_sync(MOR_FULL, mx0, 1));
+    mx0 = fmaxf(mx0, __shfl_xor_sync(MOR_FULL, mx0, 2));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(MOR_FULL, mx1, 1));
+    mx1 = fmaxf(mx1, __shfl_xor_sync(MOR_FULL, mx1, 2));
+    float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+    float b0 = mn0 == MOR_NEG_INF ? 0.0f : mn0, b1 = mn1 == MOR_NEG_INF ? 0.0f : mn1;
+    float c0 = expf(m0 - b0), c1 = expf(m1 - b1), rs0 = 0.0f, rs1 = 0.0f;
+    MOR_UNROLL for (int ni = 0; ni < BKV / 8; ni++) {
+      sf[ni][0] = expf(sf[ni][0] - b0);
+      sf[ni][1] = expf(sf[ni][1] - b0);
+      sf[ni][2] = expf(sf[ni][2] - b1);
+      sf[ni][3] = expf(sf[ni][3] - b1);
+      rs0 += sf[ni][0] + sf[ni][1];
+      rs1 += sf[ni][2] + sf[ni][3];
+    }
+    rs0 += __shfl_xor_sync(MOR_FULL, rs0, 1);
+    rs0 += __shfl_xor_sync(MOR_FULL, rs0, 2);
+    rs1 += __shfl_xor_sync(MOR_FULL, rs1, 1);
+    rs1 += __shfl_xor_sync(MOR_FULL, rs1, 2);
+    l0 = l0 * c0 + rs0;
+    l1 = l1 * c1 + rs1;
+    m0 = mn0;
+    m1 = mn1;
+    MOR_UNROLL for (int nd = 0; nd < NO; nd++) {
+      o[nd][0] *= c0;
+      o[nd][1] *= c0;
+      o[nd][2] *= c1;
+      o[nd][3] *= c1;
+    }
+    MOR_UNROLL for (int kc = 0; kc < BKV / 16; kc++) {
+      unsigned pa[4] = {mor_pack2(sf[2 * kc][0], sf[2 * kc][1]), mor_pack2(sf[2 * kc][2], sf[2 * kc][3]),
+                        mor_pack2(sf[2 * kc + 1][0], sf[2 * kc + 1][1]), mor_pack2(sf[2 * kc + 1][2], sf[2 * kc + 1][3])};
+      MOR_UNROLL for (int nd = 0; nd < NO; nd++) {
+        unsigned b[2] = {Vt[(nd * 8 + g) * LDV + kc * 8 + t], Vt[(nd * 8 + g) * LDV + kc * 8 + t + 4]};
+        mor_mma_bf16(o[nd], pa, b);
+      }
+    }
+  }
+  MOR_UNROLL for (int nd = 0; nd < NO; nd++) {
+    int d = nd * 8 + 2 * t;
+    if (r0 < M) {
+      float *yr = y + (mor_i64)r0 * H * HD + h * HD + d;
+      yr[0] = l0 > 0.0f ? o[nd][0] / l0 : 0.0f;
+      yr[1] = l0 > 0.0f ? o[nd][1] / l0 : 0.0f;
+    }
+    if (r1 < M) {
+      float *yr = y + (mor_i64)r1 * H * HD + h * HD + d;
+      yr[0] = l1 > 0.0f ? o[nd][2] / l1 : 0.0f;
+      yr[1] = l1 > 0.0f ? o[nd][3] / l1 : 0.0f;
     }
   }
 }

@@ -58,6 +58,11 @@ const cu_family cu_families[CU_F_COUNT] = {
                      {"const float*", "const int*", "const int*", "const int*", "double", "double", "double", "int*",
                       "int*"}},
     [CU_F_ROWDOT] = {"rowdot", "fam_rowdot", 5, {"const float*", "const int*", "const float*", "double", "float*"}},
+    [CU_F_ATTENTION_MMA] = {"attention_mma",
+                            "fam_attention_mma",
+                            8,
+                            {"const float*", "const int*", "const int*", "const float*", "const float*", "const int*",
+                             "const int*", "float*"}},
 };
 
 void mor_cuda_opts_default(mor_cuda_opts *o) {
@@ -408,6 +413,7 @@ static int plan_globals(planner *P) {
       else if (p->o.weights_dtype < 0 && g->type.dtype == MOR_BF16) dev = MOR_BF16;
     }
     w->dev = dev;
+    if (dev == MOR_BF16 && p->o.mma) p->mma_attention = 1;
     int64_t n = mor_type_max_numel(&g->type);
     w->bytes = (uint64_t)n * (dev == MOR_BF16 ? 2 : 4);
     w->off = off;
@@ -516,11 +522,24 @@ static void place(planner *P, int id) {
 /* a scratch buffer that lives during the current inst only */
 static int scratch(planner *P, int64_t bytes) { return new_storage(P, bytes); }
 
+/* A launch with up to MORCU_VARIANTS kernels by call size: variant i runs
+ * calls of T <= max_t (the last one INT32_MAX). Grid dims are c + ceil(T/d). */
+typedef struct lvar {
+  int kernel, gx_c, gx_d, gy_c, gy_d, max_t;
+} lvar;
 typedef struct launch {
-  int kernel;
-  int gx_c, gx_d, gy_c, gy_d;
-  int alt_kernel, alt_gx_c, alt_gx_d, alt_gy_c, alt_gy_d, alt_max_t;
+  int n;
+  lvar v[MORCU_VARIANTS];
 } launch;
+
+static void add_var(launch *L, int kernel, int gx_c, int gx_d, int gy_c, int gy_d, int max_t) {
+  if (L->n < MORCU_VARIANTS) L->v[L->n++] = (lvar){kernel, gx_c, gx_d, gy_c, gy_d, max_t};
+}
+
+/* 1 when the variants so far already run every call (then no more are needed) */
+static int covered(const planner *P, const launch *L) {
+  return L->n > 0 && L->v[L->n - 1].max_t >= P->p->max_tokens;
+}
 
 /* one step with its parameters (CU_P_ST entries name storages) */
 static void step(planner *P, const launch *L, int label, int n, const cu_param *ps) {
@@ -528,20 +547,19 @@ static void step(planner *P, const launch *L, int label, int n, const cu_param *
   GROW(p->steps, p->n_steps, p->cap_steps);
   cu_step *s = &p->steps[p->n_steps++];
   memset(s, 0, sizeof *s);
-  s->main.kernel = L->kernel;
-  s->main.grid_c[0] = L->gx_c, s->main.grid_d[0] = L->gx_d;
-  s->main.grid_c[1] = L->gy_c ? L->gy_c : (L->gy_d ? 0 : 1), s->main.grid_d[1] = L->gy_d;
-  s->main.grid_c[2] = 1;
-  s->main.block[0] = p->k[L->kernel].threads, s->main.block[1] = s->main.block[2] = 1;
-  s->alt.kernel = -1;
-  if (L->alt_kernel > 0) {
-    int ak = L->alt_kernel - 1;
-    s->alt.kernel = ak;
-    s->alt.grid_c[0] = L->alt_gx_c, s->alt.grid_d[0] = L->alt_gx_d;
-    s->alt.grid_c[1] = L->alt_gy_c ? L->alt_gy_c : (L->alt_gy_d ? 0 : 1), s->alt.grid_d[1] = L->alt_gy_d;
-    s->alt.grid_c[2] = 1;
-    s->alt.block[0] = p->k[ak].threads, s->alt.block[1] = s->alt.block[2] = 1;
-    s->alt_max_t = L->alt_max_t;
+  for (int v = 0; v < MORCU_VARIANTS; v++) {
+    morcu_launch *l = &s->var[v];
+    if (v >= L->n) {
+      l->kernel = -1;
+      continue;
+    }
+    const lvar *x = &L->v[v];
+    l->kernel = x->kernel;
+    l->grid_c[0] = x->gx_c, l->grid_d[0] = x->gx_d;
+    l->grid_c[1] = x->gy_c ? x->gy_c : (x->gy_d ? 0 : 1), l->grid_d[1] = x->gy_d;
+    l->grid_c[2] = 1;
+    l->block[0] = p->k[x->kernel].threads, l->block[1] = l->block[2] = 1;
+    s->max_t[v] = x->max_t;
   }
   s->label = label;
   s->first_param = p->n_params;
@@ -635,24 +653,20 @@ static int float_entry(planner *P, const mor_op *op, const char *name, int64_t i
   return 0;
 }
 
-/* grid helpers */
-static launch rows_launch(int kernel, int64_t cols_chunks) {
+/* grid helpers: one variant for every call size */
+static launch rows_launch(int kernel, int64_t cols_chunks) { /* a block per row (x) and column chunk (y) */
   launch L = {0};
-  L.kernel = kernel;
-  L.gx_d = 1;
-  L.gy_c = (int)(cols_chunks < 1 ? 1 : cols_chunks);
+  add_var(&L, kernel, 0, 1, (int)(cols_chunks < 1 ? 1 : cols_chunks), 0, INT32_MAX);
   return L;
 }
-static launch flat_launch(int kernel, int per) {
+static launch flat_launch(int kernel, int per) { /* ceil(T / per) blocks */
   launch L = {0};
-  L.kernel = kernel;
-  L.gx_d = per;
+  add_var(&L, kernel, 0, per, 1, 0, INT32_MAX);
   return L;
 }
 static launch one_block(int kernel) {
   launch L = {0};
-  L.kernel = kernel;
-  L.gx_c = 1;
+  add_var(&L, kernel, 1, 0, 1, 0, INT32_MAX);
   return L;
 }
 
@@ -685,24 +699,25 @@ static void gemm(planner *P, const gemm_desc *G, int label) {
   int pro = G->norm_wi >= 0;
   char t[160];
   launch L = {0};
-  if (wt && p->o.mma) {
-    snprintf(t, sizeof t, "%lld,%lld,%lld,%lld,%d,%d,%d", (long long)G->K, (long long)n0, (long long)n1,
-             (long long)n2, G->paired, pro, G->epi);
-    L.kernel = kernel_of(P, CU_F_GEMM_MMA, t, 128);
-  } else {
-    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
-             (long long)n2, G->paired, pro, G->epi);
-    L.kernel = kernel_of(P, CU_F_GEMM_SIMT, t, 256);
-  }
-  L.gx_c = (int)((nt + 63) / 64);
-  L.gy_d = 64;
   if (p->o.gemv_max_t > 0) {
     snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
              (long long)n2, G->paired, pro, G->epi, p->o.gemv_max_t);
-    L.alt_kernel = kernel_of(P, CU_F_GEMV, t, 256) + 1;
-    L.alt_gx_c = (int)((nt + 15) / 16);
-    L.alt_gy_c = 1;
-    L.alt_max_t = p->o.gemv_max_t;
+    add_var(&L, kernel_of(P, CU_F_GEMV, t, 256), (int)((nt + 15) / 16), 0, 1, 0, p->o.gemv_max_t);
+  }
+  if (wt && p->o.mma) {
+    /* 64x64 tiles (4 warps) for medium calls, 128x128 (8 warps) for large ones */
+    snprintf(t, sizeof t, "64,64,2,2,%lld,%lld,%lld,%lld,%d,%d,%d", (long long)G->K, (long long)n0, (long long)n1,
+             (long long)n2, G->paired, pro, G->epi);
+    add_var(&L, kernel_of(P, CU_F_GEMM_MMA, t, 128), (int)((nt + 63) / 64), 0, 0, 64, 256);
+    if (!covered(P, &L)) {
+      snprintf(t, sizeof t, "128,128,2,4,%lld,%lld,%lld,%lld,%d,%d,%d", (long long)G->K, (long long)n0,
+               (long long)n1, (long long)n2, G->paired, pro, G->epi);
+      add_var(&L, kernel_of(P, CU_F_GEMM_MMA, t, 256), (int)((nt + 127) / 128), 0, 0, 128, INT32_MAX);
+    }
+  } else {
+    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
+             (long long)n2, G->paired, pro, G->epi);
+    add_var(&L, kernel_of(P, CU_F_GEMM_SIMT, t, 256), (int)((nt + 63) / 64), 0, 0, 64, INT32_MAX);
   }
   cu_param ps[15] = {pv(P, G->x),
                      pcnt(G->rows_slot),
@@ -975,16 +990,18 @@ static int emit_inst(planner *P, inst *I) {
       return pfail(P, op, "heads %lld, kv_heads %lld, head_dim %lld do not fit q and the cache", (long long)H,
                    (long long)KVH, (long long)hd);
     launch L = {0};
-    snprintf(t, sizeof t, "%lld,%lld,%lld,8,1", (long long)H, (long long)(H / KVH), (long long)hd);
-    L.kernel = kernel_of(P, CU_F_ATTENTION, t, 256);
-    L.gx_d = 8;
-    L.gy_c = (int)H;
     if (p->o.gemv_max_t > 0) {
       snprintf(t, sizeof t, "%lld,%lld,%lld,1,8", (long long)H, (long long)(H / KVH), (long long)hd);
-      L.alt_kernel = kernel_of(P, CU_F_ATTENTION, t, 256) + 1;
-      L.alt_gx_d = 1;
-      L.alt_gy_c = (int)H;
-      L.alt_max_t = p->o.gemv_max_t;
+      add_var(&L, kernel_of(P, CU_F_ATTENTION, t, 256), 0, 1, (int)H, 0, p->o.gemv_max_t);
+    }
+    if (p->o.mma && hd % 16 == 0 && hd <= 128 && !covered(P, &L)) {
+      /* tensor cores when the model runs its GEMMs on them too (bf16 Q, K, P, V) */
+      snprintf(t, sizeof t, "%lld,%lld,%lld", (long long)H, (long long)(H / KVH), (long long)hd);
+      if (p->mma_attention) add_var(&L, kernel_of(P, CU_F_ATTENTION_MMA, t, 128), 0, 64, (int)H, 0, INT32_MAX);
+    }
+    if (!covered(P, &L)) {
+      snprintf(t, sizeof t, "%lld,%lld,%lld,8,1", (long long)H, (long long)(H / KVH), (long long)hd);
+      add_var(&L, kernel_of(P, CU_F_ATTENTION, t, 256), 0, 8, (int)H, 0, INT32_MAX);
     }
     cu_param ps[8] = {pv(P, in[0]),          pcnt(x0->slot),          pv(P, in[1]),          pkv(MORCU_P_KVK, store),
                       pkv(MORCU_P_KVV, store), pkv(MORCU_P_KVPOS, store), pkv(MORCU_P_KVN, store), pv(P, res)};
@@ -1397,11 +1414,12 @@ void mor_cuda_print_plan(const mor_cuda_prog *p, mor_buf *b) {
                  p->n_st_kv);
   for (int i = 0; i < p->n_steps; i++) {
     const cu_step *s = &p->steps[i];
-    mor_buf_printf(b, "%4d  %-40s ", i, p->labels[s->label]);
-    launch_str(p, &s->main, b);
-    if (s->alt.kernel >= 0) {
-      mor_buf_printf(b, "  | T<=%d: ", s->alt_max_t);
-      launch_str(p, &s->alt, b);
+    mor_buf_printf(b, "%4d  %-40s", i, p->labels[s->label]);
+    for (int v = 0; v < MORCU_VARIANTS; v++) {
+      if (s->var[v].kernel < 0) continue;
+      if (s->max_t[v] == INT32_MAX) mor_buf_puts(b, v ? "  | else " : " ");
+      else mor_buf_printf(b, "%sT<=%d: ", v ? "  | " : " ", s->max_t[v]);
+      launch_str(p, &s->var[v], b);
     }
     mor_buf_putc(b, '\n');
   }

@@ -73,9 +73,10 @@ void mor_cuda_write_plan(const mor_cuda_prog *p, const char *tokenizer, size_t t
   w_i64(b, p->n_steps);
   for (int i = 0; i < p->n_steps; i++) {
     const cu_step *s = &p->steps[i];
-    w_launch(b, &s->main);
-    w_launch(b, &s->alt);
-    w_i32(b, s->alt_max_t);
+    for (int v = 0; v < MORCU_VARIANTS; v++) {
+      w_launch(b, &s->var[v]);
+      w_i32(b, s->max_t[v]);
+    }
     w_i32(b, s->first_param);
     w_i32(b, s->n_params);
     w_i32(b, s->label);

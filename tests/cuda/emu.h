@@ -47,6 +47,7 @@ struct uint4 {
 #define MOR_KERNEL extern "C"
 #define MOR_BOUNDS(n)
 #define MOR_LDG(p) (*(p))
+#define MOR_UNROLL
 #define __shared__ static
 #define __global__
 #define __device__

@@ -278,7 +278,8 @@ static int param_count(const char *name) {
   } t[] = {{"embed", 4},     {"rmsnorm", 5},   {"gemm_simt", 15}, {"gemm_mma", 15}, {"gemv", 15},
            {"rope", 5},      {"kv_append", 10}, {"qkv_post", 12}, {"attention", 8}, {"silu_mul", 5},
            {"add", 5},       {"gather", 5},    {"scatter", 5},    {"gate_add", 8},  {"count_add", 3},
-           {"fill", 3},      {"tc_route", 5},  {"where", 5},      {"select", 9},    {"rowdot", 5}};
+           {"fill", 3},      {"tc_route", 5},  {"where", 5},      {"select", 9},    {"rowdot", 5},
+           {"attention_mma", 8}};
   const char *u = strchr(name + 5, '_'); /* mor_k<i>_<family> */
   if (!u) return -1;
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
