@@ -3,6 +3,8 @@
  * for the host CPU, split over the libmorrt thread pool the way generated
  * code splits it) against OpenBLAS, and measures read bandwidth.
  *   gemm-bench gemm T K N REPS THREADS   -> "morc_ms blas_ms maxdiff"
+ *   gemm-bench cold T K N REPS THREADS   -> the same, every run on another copy of
+ *       W (copies > 128 MiB in all), so W comes from memory as in a model
  *   gemm-bench bw MIB REPS THREADS       -> "GB/s" (streaming sum)
  * Every number printed is the median of REPS timed runs; morc and OpenBLAS
  * runs alternate so both see the same machine load. */
@@ -58,8 +60,14 @@ static void mm_chunk(void *ctx, int64_t b, int64_t e, int tid) {
   mork_matmul(a->x, a->W, a->y, a->M, a->K, a->N, b, e);
 }
 
-static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads) {
-  float *x = randbuf((size_t)(T * K), 1), *W = randbuf((size_t)(N * K), 2);
+static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads, int cold) {
+  float *x = randbuf((size_t)(T * K), 1), *W0 = randbuf((size_t)(N * K), 2), *W = W0;
+  int64_t copies = cold ? ((128 << 20) / (N * K * 4) + 2) : 1;
+  float *Ws = W0;
+  if (copies > 1) {
+    Ws = aligned_alloc(64, (size_t)(copies * N * K * 4));
+    for (int64_t c = 0; c < copies; c++) memcpy(Ws + c * N * K, W0, (size_t)(N * K * 4));
+  }
   float *y0 = calloc((size_t)(T * N), 4), *y1 = calloc((size_t)(T * N), 4);
   morrt_pool *pool = threads > 1 ? morrt_pool_create(threads) : NULL;
   openblas_set_num_threads(threads);
@@ -67,6 +75,8 @@ static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads) {
   int64_t items = mork_matmul_items(T, N);
   double *tm = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
   for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+    a.W = Ws + ((2 * r + 2) % copies) * N * K; /* cold: each its own copy */
+    W = Ws + ((2 * r + 3) % copies) * N * K;
     double t0 = now();
     morrt_pool_run(pool, mm_chunk, &a, items);
     double t1 = now();
@@ -81,7 +91,8 @@ static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads) {
   for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y0[i] - y1[i]));
   printf("%.4f %.4f %.3g\n", 1e3 * median(tm, reps), 1e3 * median(tb, reps), md);
   morrt_pool_free(pool);
-  free(x), free(W), free(y0), free(y1), free(tm), free(tb);
+  if (Ws != W0) free(Ws);
+  free(x), free(W0), free(y0), free(y1), free(tm), free(tb);
   return 0;
 }
 
@@ -122,9 +133,9 @@ static int bw(int64_t mib, int reps, int threads) {
 }
 
 int main(int argc, char **argv) {
-  if (argc == 7 && !strcmp(argv[1], "gemm"))
-    return gemm(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), atoi(argv[5]), atoi(argv[6]));
+  if (argc == 7 && (!strcmp(argv[1], "gemm") || !strcmp(argv[1], "cold")))
+    return gemm(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]), atoi(argv[5]), atoi(argv[6]), !strcmp(argv[1], "cold"));
   if (argc == 5 && !strcmp(argv[1], "bw")) return bw(atoll(argv[2]), atoi(argv[3]), atoi(argv[4]));
-  fprintf(stderr, "usage: gemm-bench gemm T K N REPS THREADS | bw MIB REPS THREADS\n");
+  fprintf(stderr, "usage: gemm-bench gemm|cold T K N REPS THREADS | bw MIB REPS THREADS\n");
   return 2;
 }

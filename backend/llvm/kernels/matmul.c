@@ -86,9 +86,15 @@ static inline void block_1x1(const float *restrict x, const float *restrict W, f
   y[m * N + n] = s0;
 }
 
-/* gemm.c: items of at least MORK_GEMM_MIN_ROWS rows go to its packed micro-kernel */
+/* gemm.c: items of at least MORK_GEMM_MIN_ROWS rows go to its packed micro-kernel,
+ * gemv.c: smaller ones (decode) to its 8-stream kernel */
 #define MORK_GEMM_MIN_ROWS 6
+#ifndef MORK_GEMV
+#define MORK_GEMV 1
+#endif
 MORK void mork_gemm_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
+                         int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+MORK void mork_gemv_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
                          int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 /* Items [b, e) of mork_matmul_items(M, N); columns vary fastest. */
@@ -100,6 +106,10 @@ MORK void mork_matmul(const float *restrict x, const float *restrict W, float *r
     int64_t m1 = m0 + MORK_MB < M ? m0 + MORK_MB : M, n1 = n0 + MORK_NT < N ? n0 + MORK_NT : N;
     if (m1 - m0 >= MORK_GEMM_MIN_ROWS) {
       mork_gemm_tile(x, W, y, K, N, m0, m1, n0, n1);
+      continue;
+    }
+    if (MORK_GEMV) {
+      mork_gemv_tile(x, W, y, K, N, m0, m1, n0, n1);
       continue;
     }
     int64_t m = m0;

@@ -1,0 +1,64 @@
+/* gemv.c: matmul items of fewer than 6 rows (decode: one token). Each row
+ * of x is multiplied with 8 rows of W at a time: 8 independent streams of
+ * W in flight (memory-level parallelism; the weights come from DRAM once
+ * per token) and 8 accumulators, reduced together by a transpose so the 8
+ * results are stored as one vector. Sums follow the 8 lanes of k as the
+ * 4x2/1x4 blocks of matmul.c do. */
+#include "kernels/mork.h"
+
+MORK void mork_gemv_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
+                         int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
+/* the 8 horizontal sums of a0..a7, as one vector (lane i: hsum(ai)) */
+static inline mork_v8 hsum8(mork_v8 a0, mork_v8 a1, mork_v8 a2, mork_v8 a3, mork_v8 a4, mork_v8 a5, mork_v8 a6,
+                            mork_v8 a7) {
+  mork_v8 b0 = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a0, a1, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b1 = __builtin_shufflevector(a2, a3, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a2, a3, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b2 = __builtin_shufflevector(a4, a5, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a4, a5, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b3 = __builtin_shufflevector(a6, a7, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a6, a7, 2, 10, 3, 11, 6, 14, 7, 15);
+  /* b0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial pairs; combine pairs */
+  mork_v8 c0 = __builtin_shufflevector(b0, b1, 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b0, b1, 2, 3, 10, 11, 6, 7, 14, 15);
+  mork_v8 c1 = __builtin_shufflevector(b2, b3, 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b2, b3, 2, 3, 10, 11, 6, 7, 14, 15);
+  /* c0 = [a0 a1 a2 a3 | a0 a1 a2 a3] halves; add the 128-bit halves */
+  return __builtin_shufflevector(c0, c1, 0, 1, 2, 3, 8, 9, 10, 11) +
+         __builtin_shufflevector(c0, c1, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+MORK void mork_gemv_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
+                         int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  for (int64_t m = m0; m < m1; m++) {
+    const float *xr = x + m * K;
+    int64_t n = n0;
+    for (; n + 8 <= n1; n += 8) {
+      const float *w = W + n * K;
+      mork_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8) {
+        mork_v8 c = mork_ld(xr + k);
+        a0 += c * mork_ld(w + k), a1 += c * mork_ld(w + K + k);
+        a2 += c * mork_ld(w + 2 * K + k), a3 += c * mork_ld(w + 3 * K + k);
+        a4 += c * mork_ld(w + 4 * K + k), a5 += c * mork_ld(w + 5 * K + k);
+        a6 += c * mork_ld(w + 6 * K + k), a7 += c * mork_ld(w + 7 * K + k);
+      }
+      mork_v8 s = hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
+      for (; k < K; k++)
+        for (int j = 0; j < 8; j++) s[j] += xr[k] * w[j * K + k];
+      __builtin_memcpy(y + m * N + n, &s, sizeof s);
+    }
+    for (; n < n1; n++) {
+      const float *w = W + n * K;
+      mork_v8 a = {0};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8) a += mork_ld(xr + k) * mork_ld(w + k);
+      float s = mork_hsum(a);
+      for (; k < K; k++) s += xr[k] * w[k];
+      y[m * N + n] = s;
+    }
+  }
+}
