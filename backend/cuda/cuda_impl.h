@@ -11,11 +11,11 @@ typedef struct cu_family {
   const char *name;        /* short name, part of kernel names */
   const char *tmpl;        /* the device function template */
   int n_params;
-  const char *ptypes[16];
+  const char *ptypes[24];
 } cu_family;
 extern const cu_family cu_families[];
 enum {
-  CU_F_EMBED, CU_F_RMSNORM, CU_F_GEMM_SIMT, CU_F_GEMM_MMA, CU_F_GEMV, CU_F_ROPE, CU_F_KV_APPEND, CU_F_QKV_POST,
+  CU_F_EMBED, CU_F_RMSNORM, CU_F_GEMM_SIMT, CU_F_GEMM_MMA, CU_F_GEMV, CU_F_ROPE, CU_F_KV_APPEND,
   CU_F_ATTENTION, CU_F_SILU_MUL, CU_F_ADD, CU_F_GATHER, CU_F_SCATTER, CU_F_GATE_ADD, CU_F_COUNT_ADD, CU_F_FILL,
   CU_F_TC_ROUTE, CU_F_WHERE, CU_F_SELECT, CU_F_ROWDOT, CU_F_ATTENTION_MMA, CU_F_COUNT
 };

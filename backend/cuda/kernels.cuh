@@ -145,6 +145,13 @@ MOR_DEV void fam_rmsnorm(const float *x, const int *rows, const float *w, double
  *     3 set     y[oidx[m], c] = r[m, c] + v
  *     4 gate    y[t, c] = base[t, c] + alpha*s[t] * (r[m, c] + v), t = oidx[m]
  *     5 gate1   y[t, c] = base[t, c] + (r[m, c] + v)          (gating none)
+ *     6 qkv     W = [Wq; Wk; Wv] with the rows of every head of Wq and Wk
+ *               permuted (ROPE = head_dim) so that columns (2p, 2p+1) of a
+ *               head are its RoPE pair (p, p + HD/2): the pair is rotated at
+ *               the row's position pos[xidx ? xidx[m] : m] and q goes to
+ *               y[m, H*HD], k and v to the KV store at entry n0 + m (n0: its
+ *               count when the kernel started), the position to kpos; the
+ *               last block commits the new count (with kvn; else q only)
  */
 
 #define MOR_NT (PAIRED ? 2 * N0 : N0 + N1 + N2)
@@ -155,13 +162,25 @@ struct mor_epi {
   const int *ridx, *oidx;
   const float *base, *s;
   float alpha;
+  /* EPI 6 */
+  const int *pos, *xidx;
+  float *kk, *vv;
+  int *kpos;
+  int n0;
+  mor_i64 cap;
+  double theta;
 };
 
-/* row c of the stacked / interleaved weights */
-template <int WT, int K, int N0, int N1, int PAIRED>
+/* row c of the stacked / interleaved weights (ROPE: the RoPE pair order of EPI 6) */
+template <int WT, int K, int N0, int N1, int PAIRED, int ROPE>
 MOR_DEV const void *mor_wrow(const void *w0, const void *w1, const void *w2, int c) {
   const int es = WT ? 2 : 4;
   if (PAIRED) return (const char *)((c & 1) ? w1 : w0) + (mor_i64)(c >> 1) * K * es;
+  if (ROPE && c < N0 + N1) {
+    int seg = c < N0, rel = seg ? c : c - N0, w = rel % (ROPE > 0 ? ROPE : 1);
+    int row = rel - w + (w >> 1) + (w & 1) * (ROPE / 2);
+    return (const char *)(seg ? w0 : w1) + (mor_i64)row * K * es;
+  }
   if (c < N0) return (const char *)w0 + (mor_i64)c * K * es;
   if (c < N0 + N1) return (const char *)w1 + (mor_i64)(c - N0) * K * es;
   return (const char *)w2 + (mor_i64)(c - N0 - N1) * K * es;
@@ -191,10 +210,28 @@ MOR_DEV void mor_epi1(const mor_epi &e, int m, int c, float v) {
 }
 
 /* columns c (even) and c + 1 (when c + 1 < NT) of row m */
-template <int EPI, int NT, int N0>
+template <int EPI, int NT, int N0, int N1 = 0, int ROPE = 0>
 MOR_DEV void mor_epi2(const mor_epi &e, int m, int c, float v0, float v1) {
   if (EPI == 1) {
     e.y[(mor_i64)m * N0 + (c >> 1)] = mor_silu_mul(v0, v1);
+  } else if (EPI == 6) {
+    const int HD = ROPE > 0 ? ROPE : 2, W = N1;
+    mor_i64 ent = (mor_i64)e.n0 + m;
+    if (c >= N0 && ent >= e.cap) return;
+    if (c < N0 + N1) {
+      int rel = c < N0 ? c : c - N0, hh = rel / HD, pr = (rel % HD) >> 1;
+      int p = e.pos[e.xidx ? e.xidx[m] : m];
+      float cs, sn;
+      mor_rope_cs<HD>(p, e.theta, pr, &cs, &sn);
+      float a = v0 * cs - v1 * sn, b = v1 * cs + v0 * sn;
+      float *dst = c < N0 ? e.y + (mor_i64)m * N0 + hh * HD : e.kk + ent * W + hh * HD;
+      dst[pr] = a;
+      dst[pr + HD / 2] = b;
+      if (c == N0) e.kpos[ent] = p;
+    } else {
+      e.vv[ent * W + (c - N0 - N1)] = v0;
+      if (c + 1 < NT) e.vv[ent * W + (c + 1 - N0 - N1)] = v1;
+    }
   } else {
     mor_epi1<EPI, NT>(e, m, c, v0);
     if (c + 1 < NT) mor_epi1<EPI, NT>(e, m, c + 1, v1);
@@ -204,8 +241,24 @@ MOR_DEV void mor_epi2(const mor_epi &e, int m, int c, float v0, float v1) {
 #define MOR_GEMM_PARAMS                                                                                      \
   const float *x, const int *rows, const int *xidx, const void *w0, const void *w1, const void *w2,         \
       const float *nw, double eps, float *y, const float *r, const int *ridx, const int *oidx,               \
-      const float *base, const float *s, double alpha
-#define MOR_GEMM_ARGS x, rows, xidx, w0, w1, w2, nw, eps, y, r, ridx, oidx, base, s, alpha
+      const float *base, const float *s, double alpha, const int *pos, float *kk, float *vv, int *kpos,    \
+      int *kvn, int *ticket, double theta, mor_i64 cap
+#define MOR_GEMM_ARGS                                                                                        \
+  x, rows, xidx, w0, w1, w2, nw, eps, y, r, ridx, oidx, base, s, alpha, pos, kk, vv, kpos, kvn, ticket, theta, cap
+#define MOR_EPI_INIT(n0) {y, r, ridx, oidx, base, s, (float)alpha, pos, xidx, kk, vv, kpos, n0, cap, theta}
+
+/* The GEMM families below are a body that may return early and a wrapper
+ * that, for EPI 6 with a KV store, reads the store's count first and
+ * commits the new count after every block is done with it. */
+#define MOR_GEMM_WRAPPER(fam, body, TPL, TARGS)                                                               \
+  template <TPL> MOR_DEV void fam(MOR_GEMM_PARAMS) {                                                          \
+    int n0 = EPI == 6 && kvn ? *(volatile int *)kvn : 0;                                                      \
+    body<TARGS>(MOR_GEMM_ARGS, n0);                                                                           \
+    if (EPI == 6 && kvn) {                                                                                    \
+      mor_i64 n1 = (mor_i64)n0 + *rows;                                                                       \
+      mor_commit(ticket, kvn, (int)(n1 < cap ? n1 : cap));                                                    \
+    }                                                                                                         \
+  }
 
 /* inv[i] = inverse rms of row (m0 + i) of the GEMM, i < BM; 4 threads a row.
  * Needs blockDim.x >= 4 * BM / rounds; call from every thread. */
@@ -230,8 +283,8 @@ MOR_DEV void mor_rows_inv(const float *x, const int *xidx, int m0, int M, double
 
 /* SIMT GEMM, f32 math: 64x64 tile, 256 threads, 4x4 outputs each.
  * grid: (ceil(NT/64), ceil(T/64)). */
-template <int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI>
-MOR_DEV void fam_gemm_simt(MOR_GEMM_PARAMS) {
+template <int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE>
+MOR_DEV void mor_gemm_simt_body(MOR_GEMM_PARAMS, int n0) {
   const int BM = 64, BN = 64, BK = 16, NT = MOR_NT;
   __shared__ float As[BK][BM + 4];
   __shared__ float Bs[BK][BN + 4];
@@ -254,7 +307,7 @@ MOR_DEV void fam_gemm_simt(MOR_GEMM_PARAMS) {
       As[kk][rr] = a;
       int c = bn + rr;
       float b = 0.0f;
-      if (c < NT && k < K) b = mor_ldw<WT>(mor_wrow<WT, K, N0, N1, PAIRED>(w0, w1, w2, c), k);
+      if (c < NT && k < K) b = mor_ldw<WT>(mor_wrow<WT, K, N0, N1, PAIRED, ROPE>(w0, w1, w2, c), k);
       Bs[kk][rr] = b;
     }
     __syncthreads();
@@ -267,16 +320,21 @@ MOR_DEV void fam_gemm_simt(MOR_GEMM_PARAMS) {
     }
     __syncthreads();
   }
-  mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
+  mor_epi e = MOR_EPI_INIT(n0);
   MOR_UNROLL for (int i = 0; i < 4; i++) {
     int m = bm + ty * 4 + i;
     if (m >= M) continue;
     MOR_UNROLL for (int j = 0; j < 4; j += 2) {
       int c = bn + tx * 4 + j;
-      if (c < NT) mor_epi2<EPI, NT, N0>(e, m, c, acc[i][j], acc[i][j + 1]);
+      if (c < NT) mor_epi2<EPI, NT, N0, N1, ROPE>(e, m, c, acc[i][j], acc[i][j + 1]);
     }
   }
 }
+
+
+#define MOR_T_SIMT int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE
+#define MOR_A_SIMT WT, K, N0, N1, N2, PAIRED, PRO, EPI, ROPE
+MOR_GEMM_WRAPPER(fam_gemm_simt, mor_gemm_simt_body, MOR_T_SIMT, MOR_A_SIMT)
 
 /* mma.sync m16n8k16, bf16 inputs, f32 accumulators (sm_80+). Fragments as
  * in the PTX ISA: g = lane / 4, t = lane % 4;
@@ -299,8 +357,8 @@ MOR_DEV void mor_mma_bf16(float *d, const unsigned *a, const unsigned *b) {
  * Two shared-memory buffers: the next k-tile is loaded into registers while
  * the current one is multiplied, then stored into the other buffer, so one
  * barrier per k-tile suffices. grid: (ceil(NT/BN), ceil(T/BM)). */
-template <int BM, int BN, int WM, int WN, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI>
-MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
+template <int BM, int BN, int WM, int WN, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE>
+MOR_DEV void mor_gemm_mma_body(MOR_GEMM_PARAMS, int n0) {
   const int BK = 32, LDS = BK / 2 + 4, NT = MOR_NT, NTH = WM * WN * 32;
   const int TM = BM / WM, TN = BN / WN, MI = TM / 16, NI = TN / 8;
   const int PA = BM * (BK / 2) / NTH, PB = BN * (BK / 2) / NTH; /* bf16 pairs each thread stages */
@@ -339,7 +397,7 @@ MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
       int e = tid + i * NTH, rr = e >> 4, k = k0 + 2 * (e & 15), c = bn + rr;
       unsigned bw = 0;
       if (c < NT) {
-        const mor_bf16 *wr = (const mor_bf16 *)mor_wrow<1, K, N0, N1, PAIRED>(w0, w1, w2, c);
+        const mor_bf16 *wr = (const mor_bf16 *)mor_wrow<1, K, N0, N1, PAIRED, ROPE>(w0, w1, w2, c);
         if ((K & 1) == 0 && k < K) {
           bw = MOR_LDG((const unsigned *)(wr + k));
         } else {
@@ -394,15 +452,19 @@ MOR_DEV void fam_gemm_mma(MOR_GEMM_PARAMS) {
     __syncthreads();
     buf ^= 1;
   }
-  mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
+  mor_epi e = MOR_EPI_INIT(n0);
   MOR_UNROLL for (int mi = 0; mi < MI; mi++)
     MOR_UNROLL for (int ni = 0; ni < NI; ni++) {
       int m = bm + wm * TM + mi * 16 + g, c = bn + wn * TN + ni * 8 + 2 * t;
       if (c >= NT) continue;
-      if (m < M) mor_epi2<EPI, NT, N0>(e, m, c, acc[mi][ni][0], acc[mi][ni][1]);
-      if (m + 8 < M) mor_epi2<EPI, NT, N0>(e, m + 8, c, acc[mi][ni][2], acc[mi][ni][3]);
+      if (m < M) mor_epi2<EPI, NT, N0, N1, ROPE>(e, m, c, acc[mi][ni][0], acc[mi][ni][1]);
+      if (m + 8 < M) mor_epi2<EPI, NT, N0, N1, ROPE>(e, m + 8, c, acc[mi][ni][2], acc[mi][ni][3]);
     }
 }
+
+#define MOR_T_MMA int BM, int BN, int WM, int WN, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE
+#define MOR_A_MMA BM, BN, WM, WN, K, N0, N1, N2, PAIRED, PRO, EPI, ROPE
+MOR_GEMM_WRAPPER(fam_gemm_mma, mor_gemm_mma_body, MOR_T_MMA, MOR_A_MMA)
 
 /* 8 consecutive weights of row wr from k (k % 8 == 0, row 16-byte aligned) */
 template <int WT> MOR_DEV void mor_ld8w(const void *wr, int k, float *w) {
@@ -422,8 +484,8 @@ template <int WT> MOR_DEV void mor_ld8w(const void *wr, int k, float *w) {
 /* GEMV for calls of few tokens (decode): every warp computes a pair of
  * GEMM columns (c, c + 1) for all M <= MMAX rows, streaming the weight
  * rows once with 16-byte loads. 256 threads; grid: ceil(NT / 16). */
-template <int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int MMAX>
-MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
+template <int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE, int MMAX>
+MOR_DEV void mor_gemv_body(MOR_GEMM_PARAMS, int n0) {
   const int NT = MOR_NT;
   __shared__ float inv[MMAX];
   __shared__ int src[MMAX];
@@ -447,8 +509,8 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
   }
   int c = (blockIdx.x * 8 + warp) * 2;
   if (c >= NT) return; /* no block barrier follows */
-  const void *r0 = mor_wrow<WT, K, N0, N1, PAIRED>(w0, w1, w2, c);
-  const void *r1 = c + 1 < NT ? mor_wrow<WT, K, N0, N1, PAIRED>(w0, w1, w2, c + 1) : r0;
+  const void *r0 = mor_wrow<WT, K, N0, N1, PAIRED, ROPE>(w0, w1, w2, c);
+  const void *r1 = c + 1 < NT ? mor_wrow<WT, K, N0, N1, PAIRED, ROPE>(w0, w1, w2, c + 1) : r0;
   float acc0[MMAX], acc1[MMAX];
   MOR_UNROLL for (int m = 0; m < MMAX; m++) acc0[m] = acc1[m] = 0.0f;
   if (K % 8 == 0) {
@@ -484,13 +546,17 @@ MOR_DEV void fam_gemv(MOR_GEMM_PARAMS) {
       }
     }
   }
-  mor_epi e = {y, r, ridx, oidx, base, s, (float)alpha};
+  mor_epi e = MOR_EPI_INIT(n0);
   MOR_UNROLL for (int m = 0; m < MMAX; m++) {
     if (m >= M) break; /* M is the same for the whole block */
     float v0 = mor_warp_sum(acc0[m]), v1 = mor_warp_sum(acc1[m]);
-    if (lane == 0) mor_epi2<EPI, NT, N0>(e, m, c, v0, v1);
+    if (lane == 0) mor_epi2<EPI, NT, N0, N1, ROPE>(e, m, c, v0, v1);
   }
 }
+
+#define MOR_T_GEMV int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE, int MMAX
+#define MOR_A_GEMV WT, K, N0, N1, N2, PAIRED, PRO, EPI, ROPE, MMAX
+MOR_GEMM_WRAPPER(fam_gemv, mor_gemv_body, MOR_T_GEMV, MOR_A_GEMV)
 
 /* ---- RoPE and KV caches --------------------------------------------------- */
 
@@ -529,46 +595,6 @@ MOR_DEV void fam_kv_append(const float *k, const float *v, const int *rows, cons
     if (threadIdx.x == 0) kpos[e] = pos[m];
   }
   mor_commit(ticket, kvn, n0 + M < cap ? n0 + M : (int)cap);
-}
-
-/* After the QKV GEMM (raw = [q | k | v] per row, NT columns): q = rope(q)
- * into qout; with HAS_KV, rope(k) and v appended to the KV store with the
- * row's position, then the count committed. grid.x: T, block 128. */
-template <int H, int KVH, int HD, int HAS_KV>
-MOR_DEV void fam_qkv_post(const float *raw, const int *rows, const int *pos, const int *xidx, double theta, float *q,
-                          float *kk, float *vv, int *kpos, int *kvn, int *ticket, mor_i64 cap) {
-  const int NT = (H + (HAS_KV ? 2 * KVH : 0)) * HD, W = KVH * HD;
-  __shared__ float cs[HD / 2], sn[HD / 2];
-  int M = *rows, m = blockIdx.x;
-  int n0 = HAS_KV ? *(volatile int *)kvn : 0;
-  bool act = m < M;
-  int p = act ? pos[xidx ? xidx[m] : m] : 0;
-  if (act)
-    for (int i = threadIdx.x; i < HD / 2; i += blockDim.x) mor_rope_cs<HD>(p, theta, i, &cs[i], &sn[i]);
-  __syncthreads();
-  if (act) {
-    const float *rr = raw + (mor_i64)m * NT;
-    for (int e = threadIdx.x; e < H * (HD / 2); e += blockDim.x) {
-      int h = e / (HD / 2), i = e % (HD / 2);
-      float x1 = rr[h * HD + i], x2 = rr[h * HD + i + HD / 2];
-      q[(mor_i64)m * H * HD + h * HD + i] = x1 * cs[i] - x2 * sn[i];
-      q[(mor_i64)m * H * HD + h * HD + i + HD / 2] = x2 * cs[i] + x1 * sn[i];
-    }
-    mor_i64 e0 = (mor_i64)n0 + m;
-    if (HAS_KV && e0 < cap) {
-      const float *rk = rr + H * HD, *rv = rr + (H + KVH) * HD;
-      float *dk = kk + e0 * W, *dv = vv + e0 * W;
-      for (int e = threadIdx.x; e < KVH * (HD / 2); e += blockDim.x) {
-        int h = e / (HD / 2), i = e % (HD / 2);
-        float x1 = rk[h * HD + i], x2 = rk[h * HD + i + HD / 2];
-        dk[h * HD + i] = x1 * cs[i] - x2 * sn[i];
-        dk[h * HD + i + HD / 2] = x2 * cs[i] + x1 * sn[i];
-      }
-      for (int i = threadIdx.x; i < W; i += blockDim.x) dv[i] = rv[i];
-      if (threadIdx.x == 0) kpos[e0] = p;
-    }
-  }
-  if (HAS_KV) mor_commit(ticket, kvn, n0 + M < cap ? n0 + M : (int)cap);
 }
 
 /* ---- attention ---------------------------------------------------------------

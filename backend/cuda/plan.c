@@ -16,24 +16,20 @@
 #define GEMM_PT                                                                                                 \
   {"const float*", "const int*", "const int*", "const void*", "const void*", "const void*", "const float*",     \
    "double",       "float*",     "const float*", "const int*", "const int*", "const float*", "const float*",   \
-   "double"}
+   "double",       "const int*", "float*",       "float*",     "int*",       "int*",       "int*",       "double", \
+   "mor_i64"}
 const cu_family cu_families[CU_F_COUNT] = {
     [CU_F_EMBED] = {"embed", "fam_embed", 4, {"const void*", "const int*", "const int*", "float*"}},
     [CU_F_RMSNORM] = {"rmsnorm", "fam_rmsnorm", 5, {"const float*", "const int*", "const float*", "double", "float*"}},
-    [CU_F_GEMM_SIMT] = {"gemm_simt", "fam_gemm_simt", 15, GEMM_PT},
-    [CU_F_GEMM_MMA] = {"gemm_mma", "fam_gemm_mma", 15, GEMM_PT},
-    [CU_F_GEMV] = {"gemv", "fam_gemv", 15, GEMM_PT},
+    [CU_F_GEMM_SIMT] = {"gemm_simt", "fam_gemm_simt", 23, GEMM_PT},
+    [CU_F_GEMM_MMA] = {"gemm_mma", "fam_gemm_mma", 23, GEMM_PT},
+    [CU_F_GEMV] = {"gemv", "fam_gemv", 23, GEMM_PT},
     [CU_F_ROPE] = {"rope", "fam_rope", 5, {"const float*", "const int*", "const int*", "double", "float*"}},
     [CU_F_KV_APPEND] = {"kv_append",
                         "fam_kv_append",
                         10,
                         {"const float*", "const float*", "const int*", "const int*", "float*", "float*", "int*",
                          "int*", "int*", "mor_i64"}},
-    [CU_F_QKV_POST] = {"qkv_post",
-                       "fam_qkv_post",
-                       12,
-                       {"const float*", "const int*", "const int*", "const int*", "double", "float*", "float*",
-                        "float*", "int*", "int*", "int*", "mor_i64"}},
     [CU_F_ATTENTION] = {"attention",
                         "fam_attention",
                         8,
@@ -683,6 +679,11 @@ typedef struct gemm_desc {
   int epi;
   cu_param y, r, ridx, oidx, base, s;
   double alpha;
+  /* epi 6 (QKV with RoPE and the KV append) */
+  int rope;                /* head_dim */
+  cu_param pos;
+  int store;               /* KV store, -1: none */
+  double theta;
 } gemm_desc;
 
 static void gemm(planner *P, const gemm_desc *G, int label) {
@@ -696,30 +697,30 @@ static void gemm(planner *P, const gemm_desc *G, int label) {
   int64_t n0 = G->n[0], n1 = G->nseg > 1 && !G->paired ? G->n[1] : (G->paired ? G->n[0] : 0),
           n2 = G->nseg > 2 ? G->n[2] : 0;
   int64_t nt = G->paired ? 2 * n0 : n0 + n1 + n2;
-  int pro = G->norm_wi >= 0;
+  int pro = G->norm_wi >= 0, rope = G->epi == 6 ? G->rope : 0;
   char t[160];
   launch L = {0};
   if (p->o.gemv_max_t > 0) {
-    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
-             (long long)n2, G->paired, pro, G->epi, p->o.gemv_max_t);
+    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
+             (long long)n2, G->paired, pro, G->epi, rope, p->o.gemv_max_t);
     add_var(&L, kernel_of(P, CU_F_GEMV, t, 256), (int)((nt + 15) / 16), 0, 1, 0, p->o.gemv_max_t);
   }
   if (wt && p->o.mma) {
     /* 64x64 tiles (4 warps) for medium calls, 128x128 (8 warps) for large ones */
-    snprintf(t, sizeof t, "64,64,2,2,%lld,%lld,%lld,%lld,%d,%d,%d", (long long)G->K, (long long)n0, (long long)n1,
-             (long long)n2, G->paired, pro, G->epi);
+    snprintf(t, sizeof t, "64,64,2,2,%lld,%lld,%lld,%lld,%d,%d,%d,%d", (long long)G->K, (long long)n0,
+             (long long)n1, (long long)n2, G->paired, pro, G->epi, rope);
     add_var(&L, kernel_of(P, CU_F_GEMM_MMA, t, 128), (int)((nt + 63) / 64), 0, 0, 64, 256);
     if (!covered(P, &L)) {
-      snprintf(t, sizeof t, "128,128,2,4,%lld,%lld,%lld,%lld,%d,%d,%d", (long long)G->K, (long long)n0,
-               (long long)n1, (long long)n2, G->paired, pro, G->epi);
+      snprintf(t, sizeof t, "128,128,2,4,%lld,%lld,%lld,%lld,%d,%d,%d,%d", (long long)G->K, (long long)n0,
+               (long long)n1, (long long)n2, G->paired, pro, G->epi, rope);
       add_var(&L, kernel_of(P, CU_F_GEMM_MMA, t, 256), (int)((nt + 127) / 128), 0, 0, 128, INT32_MAX);
     }
   } else {
-    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
-             (long long)n2, G->paired, pro, G->epi);
+    snprintf(t, sizeof t, "%d,%lld,%lld,%lld,%lld,%d,%d,%d,%d", wt, (long long)G->K, (long long)n0, (long long)n1,
+             (long long)n2, G->paired, pro, G->epi, rope);
     add_var(&L, kernel_of(P, CU_F_GEMM_SIMT, t, 256), (int)((nt + 63) / 64), 0, 0, 64, INT32_MAX);
   }
-  cu_param ps[15] = {pv(P, G->x),
+  cu_param ps[23] = {pv(P, G->x),
                      pcnt(G->rows_slot),
                      G->xidx,
                      pw(P, G->wi[0]),
@@ -733,15 +734,24 @@ static void gemm(planner *P, const gemm_desc *G, int label) {
                      G->oidx,
                      G->base,
                      G->s,
-                     pf64(G->alpha)};
-  step(P, &L, label, 15, ps);
+                     pf64(G->alpha),
+                     G->epi == 6 ? G->pos : pnull(),
+                     G->store >= 0 ? pkv(MORCU_P_KVK, G->store) : pnull(),
+                     G->store >= 0 ? pkv(MORCU_P_KVV, G->store) : pnull(),
+                     G->store >= 0 ? pkv(MORCU_P_KVPOS, G->store) : pnull(),
+                     G->store >= 0 ? pkv(MORCU_P_KVN, G->store) : pnull(),
+                     G->store >= 0 ? (cu_param){MORCU_P_TICKET, 0, 0} : pnull(),
+                     pf64(G->theta),
+                     pint(G->store >= 0 ? p->kv[G->store].capacity : 0)};
+  step(P, &L, label, 23, ps);
 }
 
 static gemm_desc gemm_init(void) {
   gemm_desc G;
   memset(&G, 0, sizeof G);
   G.norm_wi = -1;
-  G.xidx = G.r = G.ridx = G.oidx = G.base = G.s = pnull();
+  G.store = -1;
+  G.xidx = G.r = G.ridx = G.oidx = G.base = G.s = G.pos = pnull();
   return G;
 }
 
@@ -935,26 +945,14 @@ static int emit_inst(planner *P, inst *I) {
       return -1;
     if (!weight_global(P, op, "norm", 0, &G.norm_wi)) return -1;
     G.eps = fattr(op, "eps", 1e-6);
-    G.epi = 0;
-    int64_t nt = G.n[0] + G.n[1] + G.n[2];
-    int raw = scratch(P, P->v[res].rows * nt * 4);
-    G.y = pst(raw);
+    /* one GEMM: RoPE on the q and k pairs in the epilogue, k and v appended to the store */
+    G.epi = 6;
+    G.rope = (int)hd;
+    G.pos = pv(P, in[1]);
+    G.store = has_kv ? store : -1;
+    G.theta = fattr(op, "theta", 10000.0);
+    G.y = pv(P, res);
     gemm(P, &G, label);
-    snprintf(t, sizeof t, "%lld,%lld,%lld,%d", (long long)H, (long long)(has_kv ? KVH : 1), (long long)hd, has_kv);
-    launch L = rows_launch(kernel_of(P, CU_F_QKV_POST, t, 128), 1);
-    cu_param ps[12] = {pst(raw),
-                       pcnt(P->v[res].slot),
-                       pv(P, in[1]),
-                       has_idx ? pv(P, in[2]) : pnull(),
-                       pf64(fattr(op, "theta", 10000.0)),
-                       pv(P, res),
-                       has_kv ? pkv(MORCU_P_KVK, store) : pnull(),
-                       has_kv ? pkv(MORCU_P_KVV, store) : pnull(),
-                       has_kv ? pkv(MORCU_P_KVPOS, store) : pnull(),
-                       has_kv ? pkv(MORCU_P_KVN, store) : pnull(),
-                       has_kv ? (cu_param){MORCU_P_TICKET, 0, 0} : pnull(),
-                       pint(has_kv ? p->kv[store].capacity : 0)};
-    step(P, &L, label, 12, ps);
     return 0;
   }
   case MOR_OP_ROPE: {

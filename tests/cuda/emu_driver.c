@@ -29,11 +29,13 @@ typedef int (*run_fn)(tramp_fn, unsigned, unsigned, unsigned, unsigned, unsigned
 struct CUmod_st {
   void *so;
   run_fn run;
+  struct CUfunc_st *funcs; /* handed out by cuModuleGetFunction, freed with the module */
 };
 struct CUfunc_st {
   struct CUmod_st *m;
   tramp_fn tramp;
   char name[128];
+  struct CUfunc_st *next;
 };
 typedef struct launch_rec {
   struct CUfunc_st *f;
@@ -161,6 +163,10 @@ CUresult cuModuleLoadData(struct CUmod_st **m, const void *image) {
   return OK;
 }
 CUresult cuModuleUnload(struct CUmod_st *m) {
+  for (struct CUfunc_st *f = m->funcs, *next; f; f = next) {
+    next = f->next;
+    free(f);
+  }
   free(m);
   return OK;
 }
@@ -174,6 +180,8 @@ CUresult cuModuleGetFunction(struct CUfunc_st **f, struct CUmod_st *m, const cha
   fn->m = m;
   fn->tramp = t;
   snprintf(fn->name, sizeof fn->name, "%s", name);
+  fn->next = m->funcs;
+  m->funcs = fn;
   *f = fn;
   return OK;
 }
@@ -275,8 +283,8 @@ static int param_count(const char *name) {
   static const struct {
     const char *fam;
     int n;
-  } t[] = {{"embed", 4},     {"rmsnorm", 5},   {"gemm_simt", 15}, {"gemm_mma", 15}, {"gemv", 15},
-           {"rope", 5},      {"kv_append", 10}, {"qkv_post", 12}, {"attention", 8}, {"silu_mul", 5},
+  } t[] = {{"embed", 4},     {"rmsnorm", 5},   {"gemm_simt", 23}, {"gemm_mma", 23}, {"gemv", 23},
+           {"rope", 5},      {"kv_append", 10}, {"attention", 8}, {"silu_mul", 5},
            {"add", 5},       {"gather", 5},    {"scatter", 5},    {"gate_add", 8},  {"count_add", 3},
            {"fill", 3},      {"tc_route", 5},  {"where", 5},      {"select", 9},    {"rowdot", 5},
            {"attention_mma", 8}};
