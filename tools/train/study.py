@@ -51,6 +51,7 @@ def main():
     p.add_argument("--check", type=int, default=6, help="windows cross-checked with mor_ref")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--ctx", type=int, default=128)
+    p.add_argument("--only", help="comma-separated variants (results.json is merged)")
     a = p.parse_args()
     W, S = a.work, os.path.join(a.work, "study")
     os.makedirs(S, exist_ok=True)
@@ -68,7 +69,10 @@ def main():
         ck = os.path.join(W, k, "ckpt.pt")
         if os.path.exists(os.path.join(W, k, "summary.json")):
             variants.append((k, ck, []))
-    results = {}
+    if a.only:
+        variants = [v for v in variants if v[0] in a.only.split(",")]
+    rpath = os.path.join(S, "results.json")
+    results = json.load(open(rpath)) if os.path.exists(rpath) else {}
     import mor_ref
     for name, ck, extra in variants:
         d = os.path.join(S, name)
@@ -114,7 +118,7 @@ def main():
         if name == "mor_threshold":
             json.dump(depth_tok, open(os.path.join(S, "depth_tokens.json"), "w"))
         print(name, json.dumps(r), flush=True)
-    json.dump(results, open(os.path.join(S, "results.json"), "w"), indent=1)
+        json.dump(results, open(rpath, "w"), indent=1)
 
 
 if __name__ == "__main__":

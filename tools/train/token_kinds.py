@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 FUNCTION = set("""the and of to that in he shall unto for i his a they be is him not them it
 with all thou thy was which my me but ye their have thee from as are when this out were by
 upon an or then there so at into us had if what who no her she we our your you up let
-said also even now be hath o nor these those""".split())
+be hath o nor these those""".split())
 
 
 def kind(s):
