@@ -1,6 +1,8 @@
 /* matmul.c: y[M,N] = x[M,K] W[N,K]^T in f32, split into tiles of MORK_MB
- * rows by MORK_NT columns (one work item each). Inside a tile a 4x2 (rows x
- * columns) or 1x4 register block accumulates 8-wide vectors over K. */
+ * rows by MORK_NT columns (one work item each). Items of 6 rows or more go
+ * to gemm.c's packed micro-kernel, smaller ones to gemv.c; the 4x2 (rows x
+ * columns) and 1x4 register blocks below (8-wide vectors accumulated over
+ * K) remain for -DMORK_GEMV=0. */
 #include "kernels/mork.h"
 
 /* Work items of an [M, N] product. */
