@@ -109,6 +109,7 @@ int main(int argc, char **argv) {
   uint64_t hl = len;
   fwrite(&hl, 8, 1, f);
   fwrite(hdr, 1, len, f);
+  free(hdr);
   enum { CH = 1 << 16 };
   static float buf[CH];
   for (int i = 0; i < nt; i++) {

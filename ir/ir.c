@@ -169,7 +169,7 @@ int64_t mor_mattr_int(const mor_module *m, const char *name, int64_t dflt) {
   const mor_attr *a = mor_get_mattr(m, name);
   if (!a) return dflt;
   if (a->kind == MOR_ATTR_INT) return a->i;
-  if (a->kind == MOR_ATTR_FLOAT) return (int64_t)a->f;
+  if (a->kind == MOR_ATTR_FLOAT) return a->f > -0x1p63 && a->f < 0x1p63 ? (int64_t)a->f : dflt; /* NaN, inf: dflt */
   return dflt;
 }
 
@@ -370,7 +370,7 @@ int64_t mor_op_int(const mor_op *op, const char *name, int64_t dflt) {
   const mor_attr *a = mor_op_attr(op, name);
   if (!a) return dflt;
   if (a->kind == MOR_ATTR_INT) return a->i;
-  if (a->kind == MOR_ATTR_FLOAT) return (int64_t)a->f;
+  if (a->kind == MOR_ATTR_FLOAT) return a->f > -0x1p63 && a->f < 0x1p63 ? (int64_t)a->f : dflt; /* NaN, inf: dflt */
   return dflt;
 }
 double mor_op_float(const mor_op *op, const char *name, double dflt) {

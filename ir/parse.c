@@ -335,7 +335,7 @@ static int parse_attr_value(parser *ps, mor_attr *a) {
         for (int i = 0; i < a->n; i++) a->floats[i] = (double)a->ints[i];
         a->kind = MOR_ATTR_FLOATS;
       }
-      a->ints[a->n] = ps->t.kind == T_INT ? ps->t.i : (int64_t)ps->t.f;
+      a->ints[a->n] = ps->t.kind == T_INT ? ps->t.i : ps->t.f > -0x1p63 && ps->t.f < 0x1p63 ? (int64_t)ps->t.f : 0;
       a->floats[a->n] = ps->t.kind == T_INT ? (double)ps->t.i : ps->t.f;
       a->n++;
     } else {
