@@ -22,7 +22,9 @@ struct morrt_cuda {
   CUfunction *fn;            /* per kernel */
   CUdeviceptr weights, io, ctl, arena;
   int use_graphs;
-  int32_t *hio;              /* host staging of the io buffer */
+  int32_t *hio;              /* host staging of the io buffer (page-locked when possible) */
+  float *hlast;              /* page-locked staging of the last row's logits and the depths */
+  int pinned;
   morrt_cuda_dev info;
 };
 
@@ -158,10 +160,24 @@ int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int
     CU_TRY(cu->MemcpyHtoDAsync(c->ctl + 4 * (CUdeviceptr)plan->cnt_init[2 * i], &v, 4, c->stream), "count slots");
     CU_TRY(cu->StreamSynchronize(c->stream), "count slots");
   }
-  c->hio = calloc((size_t)plan->io_bytes / 4 + 1, 4);
-  if (!c->hio) {
-    cfail(err, errlen, "out of memory");
-    goto fail;
+  {
+    /* page-locked staging makes the per-call copies asynchronous and cheap */
+    size_t nio = (size_t)plan->io_bytes + 64, nlast = sizeof(float) * (size_t)(plan->vocab + plan->max_tokens) + 64;
+    void *a = NULL, *b = NULL;
+    if (cu->MemAllocHost(&a, nio) == MORRT_CU_SUCCESS && cu->MemAllocHost(&b, nlast) == MORRT_CU_SUCCESS) {
+      c->pinned = 1;
+    } else {
+      if (a) cu->MemFreeHost(a);
+      a = malloc(nio);
+      b = malloc(nlast);
+    }
+    c->hio = a;
+    c->hlast = b;
+    if (!c->hio || !c->hlast) {
+      cfail(err, errlen, "out of memory");
+      goto fail;
+    }
+    memset(c->hio, 0, nio);
   }
   CU_TRY(cu->StreamSynchronize(c->stream), "uploading the weights");
   *out = c;
@@ -183,7 +199,13 @@ void morrt_cuda_close(morrt_cuda *c) {
   if (c->mod) cu->ModuleUnload(c->mod);
   if (c->ctx) cu->DevicePrimaryCtxRelease(c->dev);
   free(c->fn);
-  free(c->hio);
+  if (c->pinned) {
+    cu->MemFreeHost(c->hio);
+    cu->MemFreeHost(c->hlast);
+  } else {
+    free(c->hio);
+    free(c->hlast);
+  }
   morrt_cu_unload(cu);
   free(c);
 }
@@ -327,27 +349,32 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   c->hio[0] = (int32_t)T;
   memcpy(c->hio + p->io_tokens / 4, tokens, sizeof(int32_t) * (size_t)T);
   for (int64_t i = 0; i < T; i++) c->hio[p->io_pos / 4 + i] = (int32_t)(s->len + i);
-  CU_TRY(cu->MemcpyHtoDAsync(c->io, c->hio, (size_t)p->io_bytes, c->stream), "uploading the tokens");
+  /* T and the ids, then the positions: only the bytes this call uses */
+  CU_TRY(cu->MemcpyHtoDAsync(c->io, c->hio, (size_t)(p->io_tokens + 4 * T), c->stream), "uploading the tokens");
+  CU_TRY(cu->MemcpyHtoDAsync(c->io + (CUdeviceptr)p->io_pos, (const char *)c->hio + p->io_pos, (size_t)(4 * T),
+                             c->stream),
+         "uploading the positions");
   if (T == 1 && c->use_graphs && !s->graph && !s->graph_failed) capture(c, s);
   if (T == 1 && s->graph) {
     CU_TRY(cu->GraphLaunch(s->graph, c->stream), "launching the decode graph");
   } else if (launch_all(c, s, T, err, errlen)) {
     return -1;
   }
-  if (logits) {
-    size_t row = sizeof(float) * (size_t)p->vocab;
-    if (last_only)
-      CU_TRY(cu->MemcpyDtoHAsync(logits, c->arena + (CUdeviceptr)p->logits_off + (CUdeviceptr)((T - 1) * row), row,
-                                 c->stream),
-             "reading the logits");
-    else
-      CU_TRY(cu->MemcpyDtoHAsync(logits, c->arena + (CUdeviceptr)p->logits_off, row * (size_t)T, c->stream),
-             "reading the logits");
-  }
+  size_t row = sizeof(float) * (size_t)p->vocab;
+  float *hdep = c->hlast + p->vocab; /* staging: [V] last logits row, [T] depths */
+  if (logits && last_only)
+    CU_TRY(cu->MemcpyDtoHAsync(c->hlast, c->arena + (CUdeviceptr)p->logits_off + (CUdeviceptr)((T - 1) * row), row,
+                               c->stream),
+           "reading the logits");
+  else if (logits)
+    CU_TRY(cu->MemcpyDtoHAsync(logits, c->arena + (CUdeviceptr)p->logits_off, row * (size_t)T, c->stream),
+           "reading the logits");
   if (depths)
-    CU_TRY(cu->MemcpyDtoHAsync(depths, c->arena + (CUdeviceptr)p->depths_off, sizeof(int32_t) * (size_t)T, c->stream),
+    CU_TRY(cu->MemcpyDtoHAsync(hdep, c->arena + (CUdeviceptr)p->depths_off, sizeof(int32_t) * (size_t)T, c->stream),
            "reading the depths");
   CU_TRY(cu->StreamSynchronize(c->stream), "running the forward call");
+  if (logits && last_only) memcpy(logits, c->hlast, row);
+  if (depths) memcpy(depths, hdep, sizeof(int32_t) * (size_t)T);
   s->len += T;
   return 0;
 fail:

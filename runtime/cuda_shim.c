@@ -41,6 +41,8 @@ morrt_cu *morrt_cu_load(char *err, size_t errlen) {
   SYM(CtxSetCurrent, "cuCtxSetCurrent");
   SYM(MemAlloc, "cuMemAlloc_v2");
   SYM(MemFree, "cuMemFree_v2");
+  SYM(MemAllocHost, "cuMemAllocHost_v2");
+  SYM(MemFreeHost, "cuMemFreeHost");
   SYM(MemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
   SYM(MemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
   SYM(MemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");

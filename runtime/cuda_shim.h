@@ -44,6 +44,8 @@ typedef struct morrt_cu {
   CUresult (*CtxSetCurrent)(CUcontext c);
   CUresult (*MemAlloc)(CUdeviceptr *p, size_t n);
   CUresult (*MemFree)(CUdeviceptr p);
+  CUresult (*MemAllocHost)(void **p, size_t n); /* page-locked host memory */
+  CUresult (*MemFreeHost)(void *p);
   CUresult (*MemcpyHtoDAsync)(CUdeviceptr dst, const void *src, size_t n, CUstream s);
   CUresult (*MemcpyDtoHAsync)(void *dst, CUdeviceptr src, size_t n, CUstream s);
   CUresult (*MemcpyDtoDAsync)(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream s);

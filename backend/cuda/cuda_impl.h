@@ -17,7 +17,7 @@ extern const cu_family cu_families[];
 enum {
   CU_F_EMBED, CU_F_RMSNORM, CU_F_GEMM_SIMT, CU_F_GEMM_MMA, CU_F_GEMV, CU_F_ROPE, CU_F_KV_APPEND,
   CU_F_ATTENTION, CU_F_SILU_MUL, CU_F_ADD, CU_F_GATHER, CU_F_SCATTER, CU_F_GATE_ADD, CU_F_COUNT_ADD, CU_F_FILL,
-  CU_F_TC_ROUTE, CU_F_WHERE, CU_F_SELECT, CU_F_ROWDOT, CU_F_ATTENTION_MMA, CU_F_COUNT
+  CU_F_TC_ROUTE, CU_F_WHERE, CU_F_SELECT, CU_F_ROWDOT, CU_F_ATTENTION_MMA, CU_F_ATTENTION_DEC, CU_F_COUNT
 };
 
 /* A kernel instance: a family with template arguments and a block size. */
@@ -92,6 +92,7 @@ struct mor_cuda_prog {
   cu_storage *sto;
   int64_t arena_bytes, io_bytes, io_tokens, io_pos;
   int n_cnt;
+  int n_tickets;           /* ticket 0: KV commits; 1..: decode attention (row, head) */
   int n_cnt_init;
   int64_t *cnt_init;
   int64_t max_tokens;

@@ -605,7 +605,9 @@ MOR_DEV void fam_kv_append(const float *k, const float *v, const int *rows, cons
  * softmax per warp, splits merged at the end). grid: (ceil(T / RB), H). */
 template <int H, int GROUP, int HD, int RB, int S>
 MOR_DEV void fam_attention(const float *q, const int *rows, const int *pos, const float *kk, const float *vv,
-                           const int *kpos, const int *kvn, float *y) {
+                           const int *kpos, const int *kvn, float *y, float *part, int *tickets) {
+  (void)part;
+  (void)tickets;
   const int KVH = H / GROUP, W = KVH * HD, DPL = (HD + 31) / 32;
   __shared__ float qs[8][HD];
   __shared__ float so[8][HD];
@@ -690,6 +692,117 @@ MOR_DEV void fam_attention(const float *q, const int *rows, const int *pos, cons
   }
 }
 
+/* Attention for decode-sized calls (split-KV, "flash decoding"): block
+ * (row m, head h, split z) takes its share of the row's visible entries,
+ * 8 warps each an online softmax over 32-entry tiles, merged in the block;
+ * the block's (max, sum, o) goes to part, and the last of the NS blocks of
+ * (m, h) to finish (a ticket) merges the NS partials into y. Spreads even
+ * one token's attention over H * NS blocks. grid: (T, H, NS), 256 threads. */
+template <int H, int GROUP, int HD, int NS>
+MOR_DEV void fam_attention_dec(const float *q, const int *rows, const int *pos, const float *kk, const float *vv,
+                               const int *kpos, const int *kvn, float *y, float *part, int *tickets) {
+  const int KVH = H / GROUP, W = KVH * HD, DPL = (HD + 31) / 32, PS = HD + 2;
+  __shared__ float qs[HD];
+  __shared__ float so[8][HD];
+  __shared__ float sm[8], sl[8];
+  __shared__ int last;
+  int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  int m = blockIdx.x, h = blockIdx.y, z = blockIdx.z, g = h / GROUP;
+  if (m >= *rows) return; /* the whole block, and every split of this row alike */
+  int p = pos[m], n = *kvn;
+  for (int d = tid; d < HD; d += blockDim.x) qs[d] = q[(mor_i64)m * H * HD + h * HD + d];
+  int lo = 0, hi = n;
+  while (lo < hi) {
+    int mid = (lo + hi) >> 1;
+    if (kpos[mid] <= p) lo = mid + 1;
+    else hi = mid;
+  }
+  int limit = lo, chunk = (limit + NS - 1) / NS, e0 = z * chunk, e1 = e0 + chunk < limit ? e0 + chunk : limit;
+  __syncthreads();
+  const float scale = (float)(1.0 / sqrt((double)HD));
+  float mrun = MOR_NEG_INF, l = 0.0f, o[DPL];
+  for (int i = 0; i < DPL; i++) o[i] = 0.0f;
+  for (int j0 = e0 + warp * 32; j0 < e1; j0 += 8 * 32) {
+    int e = j0 + lane;
+    bool valid = e < e1 && kpos[e] <= p;
+    float sc = MOR_NEG_INF;
+    if (valid) {
+      const float *kr = kk + (mor_i64)e * W + g * HD;
+      float d = 0.0f;
+      for (int i = 0; i < HD; i++) d += qs[i] * kr[i];
+      sc = d * scale;
+    }
+    float mnew = fmaxf(mrun, mor_warp_max(sc));
+    if (mnew == MOR_NEG_INF) continue; /* warp-uniform */
+    float corr = expf(mrun - mnew);
+    float pj = valid ? expf(sc - mnew) : 0.0f;
+    l = l * corr + mor_warp_sum(pj);
+    for (int i = 0; i < DPL; i++) o[i] *= corr;
+    int cnt = e1 - j0 < 32 ? e1 - j0 : 32;
+    for (int j = 0; j < cnt; j++) {
+      float pv = __shfl_sync(MOR_FULL, pj, j);
+      const float *vr = vv + (mor_i64)(j0 + j) * W + g * HD;
+      for (int i = 0; i < DPL; i++) {
+        int d = lane + 32 * i;
+        if (d < HD) o[i] += pv * vr[d];
+      }
+    }
+    mrun = mnew;
+  }
+  if (lane == 0) {
+    sm[warp] = mrun;
+    sl[warp] = l;
+  }
+  for (int i = 0; i < DPL; i++) {
+    int d = lane + 32 * i;
+    if (d < HD) so[warp][d] = o[i];
+  }
+  __syncthreads();
+  /* merge the 8 warps into this split's partial */
+  float *pp = part + ((mor_i64)(m * H + h) * NS + z) * PS;
+  float mx = MOR_NEG_INF;
+  for (int w = 0; w < 8; w++) mx = fmaxf(mx, sm[w]);
+  /* the partial: o[0..HD), then the sum and the max of the scores */
+  for (int d = tid; d < HD + 2; d += blockDim.x) {
+    if (d == HD + 1) {
+      pp[d] = mx;
+      continue;
+    }
+    float acc = 0.0f;
+    for (int w = 0; w < 8; w++) {
+      float f = sm[w] == MOR_NEG_INF ? 0.0f : expf(sm[w] - mx);
+      acc += (d < HD ? so[w][d] : sl[w]) * f;
+    }
+    pp[d] = acc;
+  }
+  __syncthreads();
+  if (tid == 0) {
+    __threadfence();
+    int t = atomicAdd(&tickets[m * H + h], 1);
+    last = t == NS - 1;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const volatile float *pv0 = part + (mor_i64)(m * H + h) * NS * PS;
+  float gm = MOR_NEG_INF;
+  for (int k = 0; k < NS; k++) gm = fmaxf(gm, pv0[k * PS + HD + 1]);
+  float L = 0.0f;
+  for (int k = 0; k < NS; k++) {
+    float mk = pv0[k * PS + HD + 1];
+    L += mk == MOR_NEG_INF ? 0.0f : pv0[k * PS + HD] * expf(mk - gm);
+  }
+  for (int d = tid; d < HD; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int k = 0; k < NS; k++) {
+      float mk = pv0[k * PS + HD + 1];
+      if (mk != MOR_NEG_INF) acc += pv0[k * PS + d] * expf(mk - gm);
+    }
+    y[(mor_i64)m * H * HD + h * HD + d] = L > 0.0f ? acc / L : 0.0f;
+  }
+  if (tid == 0) tickets[m * H + h] = 0;
+}
+
 /* Flash attention on BF16 tensor cores (FlashAttention-2 style) for
  * prefill-sized calls: a block is 4 warps and 64 query rows (16 a warp) of
  * one head; K and V tiles of 64 cache entries are staged in shared memory as
@@ -701,7 +814,9 @@ MOR_DEV void fam_attention(const float *q, const int *rows, const int *pos, cons
  * grid: (ceil(T / 64), H), 128 threads. */
 template <int H, int GROUP, int HD>
 MOR_DEV void fam_attention_mma(const float *q, const int *rows, const int *pos, const float *kk, const float *vv,
-                               const int *kpos, const int *kvn, float *y) {
+                               const int *kpos, const int *kvn, float *y, float *part, int *tickets) {
+  (void)part;
+  (void)tickets;
   const int KVH = H / GROUP, W = KVH * HD, BQ = 64, BKV = 64, KC = HD / 16, NO = HD / 8;
   const int LDK = HD / 2 + 4, LDV = BKV / 2 + 4;
   __shared__ unsigned Ks[BKV * LDK];

@@ -32,9 +32,9 @@ const cu_family cu_families[CU_F_COUNT] = {
                          "int*", "int*", "mor_i64"}},
     [CU_F_ATTENTION] = {"attention",
                         "fam_attention",
-                        8,
+                        10,
                         {"const float*", "const int*", "const int*", "const float*", "const float*", "const int*",
-                         "const int*", "float*"}},
+                         "const int*", "float*", "float*", "int*"}},
     [CU_F_SILU_MUL] = {"silu_mul", "fam_silu_mul", 5, {"const float*", "const float*", "const int*", "mor_i64", "float*"}},
     [CU_F_ADD] = {"add", "fam_add", 5, {"const void*", "const void*", "const int*", "mor_i64", "void*"}},
     [CU_F_GATHER] = {"gather", "fam_gather", 5, {"const unsigned*", "const int*", "const int*", "mor_i64", "unsigned*"}},
@@ -54,11 +54,16 @@ const cu_family cu_families[CU_F_COUNT] = {
                      {"const float*", "const int*", "const int*", "const int*", "double", "double", "double", "int*",
                       "int*"}},
     [CU_F_ROWDOT] = {"rowdot", "fam_rowdot", 5, {"const float*", "const int*", "const float*", "double", "float*"}},
+    [CU_F_ATTENTION_DEC] = {"attention_dec",
+                            "fam_attention_dec",
+                            10,
+                            {"const float*", "const int*", "const int*", "const float*", "const float*", "const int*",
+                             "const int*", "float*", "float*", "int*"}},
     [CU_F_ATTENTION_MMA] = {"attention_mma",
                             "fam_attention_mma",
-                            8,
+                            10,
                             {"const float*", "const int*", "const int*", "const float*", "const float*", "const int*",
-                             "const int*", "float*"}},
+                             "const int*", "float*", "float*", "int*"}},
 };
 
 void mor_cuda_opts_default(mor_cuda_opts *o) {
@@ -522,6 +527,7 @@ static int scratch(planner *P, int64_t bytes) { return new_storage(P, bytes); }
  * calls of T <= max_t (the last one INT32_MAX). Grid dims are c + ceil(T/d). */
 typedef struct lvar {
   int kernel, gx_c, gx_d, gy_c, gy_d, max_t;
+  int gz_c; /* 0: 1 */
 } lvar;
 typedef struct launch {
   int n;
@@ -529,7 +535,7 @@ typedef struct launch {
 } launch;
 
 static void add_var(launch *L, int kernel, int gx_c, int gx_d, int gy_c, int gy_d, int max_t) {
-  if (L->n < MORCU_VARIANTS) L->v[L->n++] = (lvar){kernel, gx_c, gx_d, gy_c, gy_d, max_t};
+  if (L->n < MORCU_VARIANTS) L->v[L->n++] = (lvar){kernel, gx_c, gx_d, gy_c, gy_d, max_t, 0};
 }
 
 /* 1 when the variants so far already run every call (then no more are needed) */
@@ -553,7 +559,7 @@ static void step(planner *P, const launch *L, int label, int n, const cu_param *
     l->kernel = x->kernel;
     l->grid_c[0] = x->gx_c, l->grid_d[0] = x->gx_d;
     l->grid_c[1] = x->gy_c ? x->gy_c : (x->gy_d ? 0 : 1), l->grid_d[1] = x->gy_d;
-    l->grid_c[2] = 1;
+    l->grid_c[2] = x->gz_c ? x->gz_c : 1;
     l->block[0] = p->k[x->kernel].threads, l->block[1] = l->block[2] = 1;
     s->max_t[v] = x->max_t;
   }
@@ -988,9 +994,15 @@ static int emit_inst(planner *P, inst *I) {
       return pfail(P, op, "heads %lld, kv_heads %lld, head_dim %lld do not fit q and the cache", (long long)H,
                    (long long)KVH, (long long)hd);
     launch L = {0};
+    int part = -1;
     if (p->o.gemv_max_t > 0) {
-      snprintf(t, sizeof t, "%lld,%lld,%lld,1,8", (long long)H, (long long)(H / KVH), (long long)hd);
-      add_var(&L, kernel_of(P, CU_F_ATTENTION, t, 256), 0, 1, (int)H, 0, p->o.gemv_max_t);
+      /* decode: the entries split NS ways over blocks, partials merged by the last block */
+      const int NS = 16;
+      snprintf(t, sizeof t, "%lld,%lld,%lld,%d", (long long)H, (long long)(H / KVH), (long long)hd, NS);
+      add_var(&L, kernel_of(P, CU_F_ATTENTION_DEC, t, 256), 0, 1, (int)H, 0, p->o.gemv_max_t);
+      L.v[L.n - 1].gz_c = NS;
+      part = scratch(P, (int64_t)p->o.gemv_max_t * H * NS * (hd + 2) * 4);
+      if (1 + p->o.gemv_max_t * H > p->n_tickets) p->n_tickets = (int)(1 + p->o.gemv_max_t * H);
     }
     if (p->o.mma && hd % 16 == 0 && hd <= 128 && !covered(P, &L)) {
       /* tensor cores when the model runs its GEMMs on them too (bf16 Q, K, P, V) */
@@ -1001,9 +1013,11 @@ static int emit_inst(planner *P, inst *I) {
       snprintf(t, sizeof t, "%lld,%lld,%lld,8,1", (long long)H, (long long)(H / KVH), (long long)hd);
       add_var(&L, kernel_of(P, CU_F_ATTENTION, t, 256), 0, 8, (int)H, 0, INT32_MAX);
     }
-    cu_param ps[8] = {pv(P, in[0]),          pcnt(x0->slot),          pv(P, in[1]),          pkv(MORCU_P_KVK, store),
-                      pkv(MORCU_P_KVV, store), pkv(MORCU_P_KVPOS, store), pkv(MORCU_P_KVN, store), pv(P, res)};
-    step(P, &L, label, 8, ps);
+    cu_param ps[10] = {pv(P, in[0]),          pcnt(x0->slot),          pv(P, in[1]),
+                       pkv(MORCU_P_KVK, store), pkv(MORCU_P_KVV, store), pkv(MORCU_P_KVPOS, store),
+                       pkv(MORCU_P_KVN, store), pv(P, res),             part >= 0 ? pst(part) : pnull(),
+                       part >= 0 ? (cu_param){MORCU_P_TICKET, 0, 1} : pnull()};
+    step(P, &L, label, 10, ps);
     return 0;
   }
   case MOR_OP_SILU_MUL: {
@@ -1260,6 +1274,7 @@ mor_cuda_prog *mor_cuda_plan(const mor_module *m, const mor_cuda_opts *o, mor_er
   P->env = mor_xcalloc((size_t)m->next_value_id + 1, sizeof(int));
   for (int i = 0; i < m->next_value_id; i++) P->env[i] = -1;
   p->n_cnt = 1; /* slot 0: T */
+  p->n_tickets = 1;
   int a_tok = new_vt(P, &f->body->args[0]->type, 0), a_pos = new_vt(P, &f->body->args[1]->type, 0);
   P->env[f->body->args[0]->id] = a_tok;
   P->env[f->body->args[1]->id] = a_pos;
@@ -1401,6 +1416,7 @@ static void launch_str(const mor_cuda_prog *p, const morcu_launch *l, mor_buf *b
     else if (l->grid_d[i]) mor_buf_printf(b, "T/%d", l->grid_d[i]);
     else mor_buf_printf(b, "%d", l->grid_c[i]);
   }
+  if (l->grid_c[2] != 1) mor_buf_printf(b, ", %d", l->grid_c[2]);
   mor_buf_printf(b, ") block %d", l->block[0]);
 }
 

@@ -46,7 +46,7 @@ void mor_cuda_write_plan(const mor_cuda_prog *p, const char *tokenizer, size_t t
   w_i64(b, p->arena_bytes);
   w_i64(b, (int64_t)p->weights_bytes);
   w_i64(b, p->n_cnt);
-  w_i64(b, 1); /* tickets */
+  w_i64(b, p->n_tickets);
   w_i64(b, p->n_cnt_init);
   for (int i = 0; i < 2 * p->n_cnt_init; i++) w_i64(b, p->cnt_init[i]);
   w_i64(b, p->logits_off);

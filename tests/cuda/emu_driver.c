@@ -123,6 +123,14 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
   free((void *)(uintptr_t)p);
   return OK;
 }
+CUresult cuMemAllocHost_v2(void **p, size_t n) {
+  *p = malloc(n ? n : 1);
+  return *p ? OK : ERR_OUT_OF_MEMORY;
+}
+CUresult cuMemFreeHost(void *p) {
+  free(p);
+  return OK;
+}
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void *s, size_t n, struct CUstream_st *st) {
   if (st && st->capturing) return ERR_INVALID_VALUE;
   memcpy((void *)(uintptr_t)d, s, n);
@@ -284,10 +292,10 @@ static int param_count(const char *name) {
     const char *fam;
     int n;
   } t[] = {{"embed", 4},     {"rmsnorm", 5},   {"gemm_simt", 23}, {"gemm_mma", 23}, {"gemv", 23},
-           {"rope", 5},      {"kv_append", 10}, {"attention", 8}, {"silu_mul", 5},
+           {"rope", 5},      {"kv_append", 10}, {"attention", 10}, {"silu_mul", 5},
            {"add", 5},       {"gather", 5},    {"scatter", 5},    {"gate_add", 8},  {"count_add", 3},
            {"fill", 3},      {"tc_route", 5},  {"where", 5},      {"select", 9},    {"rowdot", 5},
-           {"attention_mma", 8}};
+           {"attention_mma", 10}, {"attention_dec", 10}};
   const char *u = strchr(name + 5, '_'); /* mor_k<i>_<family> */
   if (!u) return -1;
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)

@@ -3,11 +3,12 @@
 # interpreter, and measure it (under 5 minutes on an H200).
 #
 #   tests/gpu/run.sh                 everything, on a machine that both builds morc and has a GPU
-#   tests/gpu/run.sh prepare [DIR]   where morc builds (no GPU needed): build morc, then into DIR
-#                                    (default build-gpu-bundle, about 50 MiB): the CUDA executables
-#                                    of every example variant, the reference interpreter's logits
-#                                    (morc run --backend ref), and the 360M-class benchmark model's
-#                                    executables without weights plus its reference logits
+#   tests/gpu/run.sh prepare [DIR]   where morc builds (no GPU needed): build morc, then into
+#                                    DIR/bundle.tar.gz (default DIR build-gpu-bundle, about 22 MiB):
+#                                    the CUDA executables of every example variant, the reference
+#                                    interpreter's logits (morc run --backend ref), and the
+#                                    360M-class benchmark model's executables without weights plus
+#                                    its reference logits
 #   tests/gpu/run.sh run [DIR]       on the GPU machine: needs only the NVIDIA driver and a C
 #                                    compiler (the benchmark's random weights are made there by
 #                                    bench/mkweights.c, the same values as in `prepare`)
@@ -16,6 +17,7 @@
 # CUDA but not morc's build dependencies (LLVM 19, cJSON, Check); the
 # executables morc makes need only libc and the driver. For the device tool:
 #   run(command="tests/gpu/run.sh run", carry=["build-gpu-bundle"], timeout_s=480)
+# (the bundle is one .tar.gz because the tree that travels is limited to 64 MiB)
 #
 # Checks (exit 1 when one fails):
 #   every example variant, f32 math (--no-mma): logits within 1e-3 * max(1, max|ref|) of the
@@ -36,12 +38,15 @@ L=32 D=960 H=15 KVH=5 F=2560 V=49152 CTX=2048
 BENCH_T=2048 BENCH_DECODE=256
 
 prepare() {
+  # MORC_BUILD: an existing build folder to use as it is configured
   local build=${MORC_BUILD:-$root/build-gpu-prep}
   echo "== prepare: building morc in $build"
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
+  [ -n "${MORC_BUILD:-}" ] || cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
   cmake --build "$build" -j"$(nproc)" --target morc morrt-cuda npycmp >/dev/null || exit 1
   local morc=$build/bin/morc
-  rm -rf "$dir" && mkdir -p "$dir/ex" "$dir/bench" "$dir/bin" || exit 1
+  local out=$dir
+  dir=$(mktemp -d) # staging; packed into $out/bundle.tar.gz at the end
+  mkdir -p "$dir/ex" "$dir/bench" "$dir/bin" || exit 1
   cp "$build/bin/npycmp" "$dir/bin/" && cp "$root/bench/mkweights.c" "$dir/bench/" || exit 1
   echo "== prepare: example variants (reference logits, CUDA executables)"
   local jobs=()
@@ -73,7 +78,10 @@ prepare() {
   "$morc" run "$tmp/m/model.json" --backend ref --tokens "$(cat "$dir/bench/tokens.txt")" \
     --logits "$dir/bench/ref.npy" --depths "$dir/bench/ref_depths.txt" || exit 1
   rm -rf "$tmp"
-  du -sh "$dir"
+  rm -rf "$out" && mkdir -p "$out" && tar -czf "$out/bundle.tar.gz" -C "$dir" . || exit 1
+  rm -rf "$dir"
+  dir=$out
+  du -sh "$out/bundle.tar.gz"
 }
 
 failures=0
@@ -87,11 +95,16 @@ report() { # status name detail
 check() {
   local name=$1 exe=$2 refdir=$3 tol=$4 strict=$5
   shift 5
-  local out=$tmp/$$.npy dep=$tmp/$$.txt
+  local out=$tmp/out.npy dep=$tmp/out.txt
+  rm -f "$out" "$dep"
   "$exe" --tokens "$(cat "$refdir/tokens.txt")" "$@" --logits "$out" --depths "$dep" 2> "$tmp/err.txt"
   local rc=$?
   if [ $rc -ne 0 ]; then
     report FAIL "$name" "exit $rc: $(head -c 300 "$tmp/err.txt")"
+    return
+  fi
+  if [ ! -f "$out" ] || [ ! -f "$dep" ]; then
+    report FAIL "$name" "exit 0 but no logits or depths written"
     return
   fi
   local res ddiff=""
@@ -110,9 +123,11 @@ check() {
 }
 
 run() {
-  [ -d "$dir/ex" ] || { echo "no bundle in $dir: run '$0 prepare' first"; exit 1; }
+  [ -f "$dir/bundle.tar.gz" ] || { echo "no bundle in $dir: run '$0 prepare' first"; exit 1; }
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
+  mkdir "$tmp/b" && tar -xzf "$dir/bundle.tar.gz" -C "$tmp/b" || exit 1
+  dir=$tmp/b
   bin=$dir/bin
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
   echo "== example variants against the reference interpreter"
@@ -120,7 +135,7 @@ run() {
     local v
     v=$(basename "$vd")
     local T causal
-    T=$(tr ',' '\n' < "$vd/tokens.txt" | wc -l)
+    T=$(awk -F, '{print NF}' "$vd/tokens.txt")
     causal=$(cat "$vd/causal")
     check "$v f32 whole" "$vd/f32" "$vd" 1e-3 1
     if [ "$causal" = 1 ]; then
