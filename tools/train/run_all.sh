@@ -14,5 +14,8 @@ run mor --kind mor --steps $MOR_STEPS &
 run vanilla --kind vanilla --match-mor-steps $MOR_STEPS &
 wait
 run recursive --kind recursive --match-mor-steps $MOR_STEPS &
-run tc --kind tc --steps $MOR_STEPS &   # balanced depths: the MoR compute per token
+# token choice: with balanced depths its per-token compute is the MoR one, so
+# equal compute is --steps $MOR_STEPS; the study's run was cut to 100 steps for time
+# (started with 200, resumed at its step-50 checkpoint with --steps 100)
+run tc --kind tc --steps $((MOR_STEPS / 2)) &
 wait
