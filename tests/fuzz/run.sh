@@ -13,6 +13,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-fuzz}
 secs=${MORC_FUZZ_SECONDS:-30}
 clang=/usr/lib/llvm-19/bin/clang
+# passes (the -O2 pipeline on verified IR) is opt-in (MORC_FUZZ_ONLY=passes) until
+# the specialize-depths bug it found is fixed: docs/errors.md, "Fuzzing".
 harnesses=(config safetensors ir cli tokenizer_load tokenizer_encode)
 [ -n "${MORC_FUZZ_ONLY:-}" ] && read -r -a harnesses <<<"$MORC_FUZZ_ONLY"
 
@@ -32,7 +34,9 @@ for h in "${harnesses[@]}"; do
   mkdir -p "$build/corpus/$h"
   log=$build/fuzz_$h.log
   printf '%-18s %ss ... ' "$h" "$secs"
-  if "$build/fuzz_$h" "$build/corpus/$h" "$root/tests/fuzz/corpus/$h" -max_total_time="$secs" \
+  seeds=$root/tests/fuzz/corpus/$h
+  [ "$h" = passes ] && seeds=$root/tests/fuzz/corpus/ir
+  if "$build/fuzz_$h" "$build/corpus/$h" "$seeds" -max_total_time="$secs" \
       -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/crashes/$h-" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1)
