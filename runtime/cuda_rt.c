@@ -107,7 +107,13 @@ int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int
     c->info.mem_gbps = 2.0 * clk * 1e3 * (bus / 8.0) / 1e9;
   }
   int want = 0;
-  if (sscanf(plan->arch, "sm_%d", &want) == 1 && c->info.cc_major * 10 + c->info.cc_minor < want) {
+  int have = c->info.cc_major * 10 + c->info.cc_minor;
+  if (have < 80) {
+    cfail(err, errlen, "GPU %d (%s) is sm_%d%d; morc's CUDA kernels need sm_80 or newer (Ampere, BF16 tensor cores)",
+          device, c->info.name, c->info.cc_major, c->info.cc_minor);
+    goto fail;
+  }
+  if (sscanf(plan->arch, "sm_%d", &want) == 1 && have < want) {
     cfail(err, errlen, "this program was built for %s, but GPU %d (%s) is sm_%d%d; rebuild with --cuda-arch sm_%d%d",
           plan->arch, device, c->info.name, c->info.cc_major, c->info.cc_minor, c->info.cc_major, c->info.cc_minor);
     goto fail;

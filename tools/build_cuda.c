@@ -28,7 +28,8 @@ static const char *usage_cuda =
     "driver at run time (run NAME --help).\n"
     "\n"
     "options:\n"
-    "  -o NAME             the output (default: the model's folder name)\n"
+    "  -o NAME             the output (default: the model's folder name; for cuda, ptx and plan:\n"
+    "                      standard output, also with -o -)\n"
     "  --emit=KIND         exe (default): the executable, with the kernels (PTX and cubin) and\n"
     "                        the weights inside\n"
     "                      cuda: the generated CUDA C source\n"
@@ -278,9 +279,10 @@ int morc_build_cuda(int argc, char **argv) {
   mor_cuda_prog *cp = NULL;
   char *dflt_out = NULL, *runner = NULL, *tok = NULL;
   size_t tok_len = 0;
-  if (!out) {
-    if (!k_exe) {
-      rc = morc_die_usage("build", "%s", "-o FILE is needed with --emit=cuda, ptx, cubin or plan");
+  if (out && !strcmp(out, "-") && (k_cuda || k_ptx || k_plan)) out = NULL; /* standard output */
+  if (!out && (k_exe || k_cubin)) {
+    if (k_cubin) {
+      rc = morc_die_usage("build", "%s", "-o FILE is needed with --emit=cubin");
       goto done;
     }
     char *dir = mor_dirname(model);
@@ -320,8 +322,10 @@ int morc_build_cuda(int argc, char **argv) {
   }
   if (mor_cuda_nvrtc(cp, &e)) goto done;
   if (k_ptx) {
-    const char *ptx = mor_cuda_ptx(cp);
-    rc = mor_write_file_atomic(out, ptx, strlen(ptx), &e) ? 1 : 0;
+    mor_buf b = {0};
+    mor_buf_puts(&b, mor_cuda_ptx(cp));
+    rc = morc_write_text_output(out, &b, &e) ? 1 : 0;
+    mor_buf_free(&b);
     goto done;
   }
   if (k_cubin) {

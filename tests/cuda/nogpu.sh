@@ -32,6 +32,14 @@ else
 fi
 expect 1 "out of range" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/m" --tokens 1,99999999
 expect 2 "unknown argument" "$tmp/m" --bogus
+# weights left out of the program: needed at run time, checked before the GPU
+"$morc" build "$model" --target cuda --no-embed-weights -o "$tmp/nw" || fail "morc build --no-embed-weights"
+[ "$(stat -c %s "$tmp/nw")" -lt "$(stat -c %s "$tmp/m")" ] || fail "--no-embed-weights did not leave the weights out"
+expect 1 "built without its weights" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/nw" --tokens 1,2,3
+other=$(dirname "$model")/../none_n1/model.safetensors
+expect 1 "has another shape or dtype\|is missing" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/nw" --tokens 1,2 --weights "$other"
+expect 1 "no CUDA driver or GPU found" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/nw" --tokens 1,2 \
+  --weights "$(dirname "$model")/model.safetensors"
 expect 2 "nothing to do" "$tmp/m"
 echo "ok: bad input and usage"
 
