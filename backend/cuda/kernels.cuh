@@ -91,6 +91,7 @@ template <int HD> MOR_DEV void mor_rope_cs(int p, double theta, int i, float *c,
  * commit a KV store's new entry count once every block has read the old
  * one. Every thread of every block must call it. */
 MOR_DEV void mor_commit(int *ticket, int *slot, int value) {
+  __threadfence(); /* every thread's writes ordered before the ticket (fences are cheap here) */
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
@@ -775,6 +776,7 @@ MOR_DEV void fam_attention_dec(const float *q, const int *rows, const int *pos, 
     }
     pp[d] = acc;
   }
+  __threadfence(); /* the partial is visible before this block's ticket */
   __syncthreads();
   if (tid == 0) {
     __threadfence();
