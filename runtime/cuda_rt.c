@@ -341,17 +341,21 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   const morcu_plan *p = c->plan;
   morrt_cu *cu = c->cu;
   if (T < 1 || T > p->max_tokens)
-    return cfail(err, errlen, "a forward call takes 1 to %lld tokens, not %lld", (long long)p->max_tokens, (long long)T);
+    return cfail(err, errlen, "a forward call takes 1 to %lld tokens, not %lld", (long long)p->max_tokens, (long long)T),
+           1;
   if (s->len + T > p->max_pos)
     return cfail(err, errlen, "positions %lld..%lld go past the context of %lld (max_position_embeddings)",
-                 (long long)s->len, (long long)(s->len + T - 1), (long long)p->max_pos);
+                 (long long)s->len, (long long)(s->len + T - 1), (long long)p->max_pos),
+           1;
   if (p->whole_sequence && s->len > 0)
     return cfail(err, errlen,
                  "top_k routing scores whole sequences only, but the sequence already has cached positions (use "
-                 "threshold routing to decode)");
+                 "threshold routing to decode)"),
+           1;
   for (int64_t i = 0; i < T; i++)
     if (tokens[i] < 0 || tokens[i] >= p->vocab)
-      return cfail(err, errlen, "token %lld: id %d out of range [0, %lld)", (long long)i, tokens[i], (long long)p->vocab);
+      return cfail(err, errlen, "token %lld: id %d out of range [0, %lld)", (long long)i, tokens[i], (long long)p->vocab),
+             1;
   c->hio[0] = (int32_t)T;
   memcpy(c->hio + p->io_tokens / 4, tokens, sizeof(int32_t) * (size_t)T);
   for (int64_t i = 0; i < T; i++) c->hio[p->io_pos / 4 + i] = (int32_t)(s->len + i);
@@ -364,7 +368,7 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   if (T == 1 && s->graph) {
     CU_TRY(cu->GraphLaunch(s->graph, c->stream), "launching the decode graph");
   } else if (launch_all(c, s, T, err, errlen)) {
-    return -1;
+    return 2;
   }
   size_t row = sizeof(float) * (size_t)p->vocab;
   float *hdep = c->hlast + p->vocab; /* staging: [V] last logits row, [T] depths */
@@ -384,7 +388,7 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   s->len += T;
   return 0;
 fail:
-  return -1;
+  return 2;
 }
 
 int64_t morrt_cuda_seq_kv_len(morrt_cuda *c, morrt_cuda_seq *s, int64_t i) {

@@ -36,8 +36,10 @@ int64_t morrt_cuda_seq_len(const morrt_cuda_seq *s);
 
 /* One forward call of T tokens at positions len..len+T-1. logits: [T, V]
  * floats, or only the last row's V when last_only (NULL: none); depths: [T]
- * (NULL: none). Returns 0, or -1 with err: bad ids, positions past the
- * context, top_k routing after cached positions, or a CUDA error. */
+ * (NULL: none). Returns 0; MORRT_CUDA_NO_GPU (1) with err for bad input:
+ * ids out of range, positions past the context, more tokens than a call
+ * takes, top_k routing after cached positions; MORRT_CUDA_ERROR (2) for a
+ * CUDA error. */
 int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, int64_t T, float *logits,
                        int last_only, int32_t *depths, char *err, size_t errlen);
 

@@ -457,7 +457,7 @@ int main(int argc, char **argv) {
                                              sizeof err);
         if (rr) {
           fprintf(stderr, "%s: error: %s\n", prog, err);
-          rc = 3;
+          rc = rr == 1 ? 1 : 3;
           goto out;
         }
         off += n;
