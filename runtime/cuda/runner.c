@@ -496,7 +496,7 @@ int main(int argc, char **argv) {
           const char *piece = morrt_tokenizer_token(tok, next);
           if (piece) fwrite(piece, 1, morrt_tokenizer_token_len(tok, next), stdout);
         } else {
-          printf("%s%d", g ? "," : "", next);
+          printf("%d ", next); /* as the CPU executables print ids */
         }
         fflush(stdout);
         if (g + 1 < n_gen && morrt_cuda_forward(c, s, &next, 1, last, 1, NULL, err, sizeof err)) {
