@@ -44,6 +44,18 @@ if(MORC_HAVE_CUDA)
                      1e-4 --no-mma)
     set_tests_properties(cuda_emu_f32_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
   endforeach()
+  # the high-level IR (-O0): the unfused kernels (rmsnorm, rope, kv_append, silu_mul, add, gate_add, scatter, ...)
+  foreach(spec ec_recursive_sharing:1 tc_mlp:1 none_sequence_recursive_sharing:1 ec_mlp_sigmoid_topk:0)
+    string(REPLACE ":" ";" parts ${spec})
+    list(GET parts 0 variant)
+    list(GET parts 1 causal)
+    add_test(NAME cuda_emu_O0_${variant}
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_e2e.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
+                     ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
+                     ${CMAKE_SOURCE_DIR}/examples/${variant} ${CMAKE_CURRENT_SOURCE_DIR}/golden/${variant} ${causal}
+                     1e-4 --no-mma -O0)
+    set_tests_properties(cuda_emu_O0_${variant} PROPERTIES TIMEOUT 900 LABELS cuda)
+  endforeach()
   # realistic proportions (head_dim 64), 300 tokens a call: the large GEMM tiles and tensor-core attention
   add_test(NAME cuda_emu_medium
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_medium.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp>
