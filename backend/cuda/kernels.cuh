@@ -515,7 +515,7 @@ MOR_DEV void mor_gemv_body(MOR_GEMM_PARAMS, int n0) {
   float acc0[MMAX], acc1[MMAX];
   MOR_UNROLL for (int m = 0; m < MMAX; m++) acc0[m] = acc1[m] = 0.0f;
   if (K % 8 == 0) {
-    for (int k = lane * 8; k < K; k += 256) {
+    MOR_UNROLL for (int k = lane * 8; k < K; k += 256) { /* K is a constant: all loads issued early */
       float wa[8], wb[8], nv[8];
       mor_ld8w<WT>(r0, k, wa);
       mor_ld8w<WT>(r1, k, wb);
