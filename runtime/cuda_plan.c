@@ -199,11 +199,12 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
   if (!r->failed && r->p != r->end) rfail(r, "launch plan: %zu bytes of trailing data", (size_t)(r->end - r->p));
 
   /* consistency */
-  if (!r->failed && (p->vocab < 1 || p->max_tokens < 1 || p->max_pos < 1 || p->n_cnt < 1 || p->n_tickets < 0 ||
+  if (!r->failed && (p->vocab < 1 || p->max_tokens < 1 || p->max_tokens > ((int64_t)1 << 40) || p->max_pos < 1 ||
+                     p->n_cnt < 1 || p->n_tickets < 0 ||
                      p->io_bytes < 16 || p->arena_bytes < 0 || p->weights_bytes < 0))
     rfail(r, "launch plan: bad sizes");
-  if (!r->failed && (p->io_tokens < 0 || p->io_pos < 0 || p->io_tokens + 4 * p->max_tokens > p->io_bytes ||
-                     p->io_pos + 4 * p->max_tokens > p->io_bytes))
+  if (!r->failed && (p->io_tokens < 0 || p->io_pos < 0 || p->io_tokens > p->io_bytes - 4 * p->max_tokens ||
+                     p->io_pos > p->io_bytes - 4 * p->max_tokens))
     rfail(r, "launch plan: bad io layout");
   for (int64_t i = 0; !r->failed && i < p->n_cnt_init; i++)
     if (p->cnt_init[2 * i] < 1 || p->cnt_init[2 * i] >= p->n_cnt) rfail(r, "launch plan: bad constant slot");
@@ -245,8 +246,11 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
     }
     if (!ok) rfail(r, "launch plan: parameter %lld points outside its buffer", (long long)i);
   }
-  if (!r->failed && (p->logits_off < 0 || p->logits_off + 4 * p->max_tokens * p->vocab > p->arena_bytes ||
-                     p->depths_off < 0 || p->depths_off + 4 * p->max_tokens > p->arena_bytes))
+  int64_t lend, dend; /* the ends of the outputs; the sizes come from a file, so no product may wrap */
+  if (!r->failed && (p->logits_off < 0 || p->depths_off < 0 || __builtin_mul_overflow(p->max_tokens, p->vocab, &lend) ||
+                     __builtin_mul_overflow(lend, (int64_t)4, &lend) || __builtin_add_overflow(lend, p->logits_off, &lend) ||
+                     lend > p->arena_bytes || __builtin_mul_overflow(p->max_tokens, (int64_t)4, &dend) ||
+                     __builtin_add_overflow(dend, p->depths_off, &dend) || dend > p->arena_bytes))
     rfail(r, "launch plan: outputs lie outside the arena");
   if (r->failed) {
     morcu_plan_free(p);

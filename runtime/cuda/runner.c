@@ -324,6 +324,8 @@ int main(int argc, char **argv) {
   const morcu_plan *p = pl.plan;
   if (info) {
     print_info(p);
+    morcu_plan_free(pl.plan);
+    if (pl.map && pl.map != MAP_FAILED) munmap(pl.map, pl.size);
     return 0;
   }
   int rc = 1;
