@@ -203,6 +203,11 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
                      p->n_cnt < 1 || p->n_tickets < 0 ||
                      p->io_bytes < 16 || p->arena_bytes < 0 || p->weights_bytes < 0))
     rfail(r, "launch plan: bad sizes");
+  /* bounds that keep every size the runtime computes from these far from overflow */
+  const int64_t big = (int64_t)1 << 50;
+  if (!r->failed && (p->vocab > ((int64_t)1 << 32) || p->max_pos > ((int64_t)1 << 40) || p->n_cnt > (1 << 24) ||
+                     p->n_tickets > (1 << 24) || p->io_bytes > big || p->arena_bytes > big || p->weights_bytes > big))
+    rfail(r, "launch plan: sizes out of range");
   if (!r->failed && (p->io_tokens < 0 || p->io_pos < 0 || p->io_tokens > p->io_bytes - 4 * p->max_tokens ||
                      p->io_pos > p->io_bytes - 4 * p->max_tokens))
     rfail(r, "launch plan: bad io layout");
@@ -215,7 +220,9 @@ morcu_plan *morcu_plan_read(const void *data, size_t len, char *err, size_t errl
       rfail(r, "launch plan: weight %lld lies outside the weight buffer", (long long)i);
   }
   for (int64_t i = 0; !r->failed && i < p->n_kv; i++)
-    if (p->kv[i].capacity < 1 || p->kv[i].width < 1) rfail(r, "launch plan: bad KV store %lld", (long long)i);
+    if (p->kv[i].capacity < 1 || p->kv[i].width < 1 || p->kv[i].capacity > ((int64_t)1 << 31) ||
+        p->kv[i].width > (1 << 20))
+      rfail(r, "launch plan: bad KV store %lld", (long long)i);
   for (int64_t i = 0; !r->failed && i < p->n_steps; i++) {
     const morcu_step *s = &p->steps[i];
     int covers = 0;
