@@ -1,7 +1,8 @@
 /* morrt.c: libmorrt's model and sequence objects: weight binding (mmap'ed
- * f32 used in place, f16/bf16 decoded once), the arena, per-sequence KV
- * caches (anonymous mappings, committed lazily), the thread pool bridge
- * handed to generated code, and the checked forward call. */
+ * weights used in place when the file holds them in the format the model was
+ * compiled for, converted once otherwise: f32, bf16, f16 or q8), the arena,
+ * per-sequence KV caches (anonymous mappings, committed lazily), the thread
+ * pool bridge handed to generated code, and the checked forward call. */
 #include "runtime/morrt.h"
 #include <errno.h>
 #include <limits.h>
@@ -20,8 +21,8 @@ struct morrt_model {
   const morrt_desc *d;
   morrt_st *st;              /* the weights file(s), when opened here */
   char *weights_path;
-  const float **w;           /* per weight slot */
-  float **owned;             /* decoded copies we free */
+  const void **w;            /* per weight slot, in its format (morrt_abi.h MORRT_FMT_*) */
+  void **owned;              /* converted copies we free */
   char *arena;
   size_t arena_map;
   morrt_pool *pool;
@@ -155,6 +156,105 @@ static morrt_model *model_new(const morrt_desc *d, const morrt_options *opt, cha
   return m;
 }
 
+/* ---- weight conversion ----------------------------------------------------------- */
+
+static float src_value(const unsigned char *p, int64_t dtype, int64_t k) {
+  if (dtype == MORRT_F32) {
+    float f;
+    memcpy(&f, p + 4 * k, 4);
+    return f;
+  }
+  uint16_t h;
+  memcpy(&h, p + 2 * k, 2);
+  return dtype == MORRT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+}
+
+/* f32 -> bf16 / f16, rounding to nearest even (NaN stays NaN, f16 overflow
+ * gives infinity: the caller rejects it) */
+static uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static uint16_t f32_to_f16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  uint16_t sign = (uint16_t)((u >> 16) & 0x8000);
+  uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00;
+  if (a >= 0x47800000u) return sign | 0x7c00; /* >= 65536 */
+  if (a < 0x38800000u) {                      /* below 2^-14: subnormal (exact scaling, then rint) */
+    float v;
+    memcpy(&v, &a, 4);
+    return sign | (uint16_t)lrintf(v * 16777216.0f);
+  }
+  uint32_t h = (((a >> 23) - 112) << 10) | ((a & 0x7fffffu) >> 13), rem = a & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+  return sign | (uint16_t)h;
+}
+
+/* The numel values at data (file dtype) in storage format fmt; for bf16,
+ * f16 and q8 the tensor is [rows, numel / rows]. Returns a malloc'd buffer,
+ * or NULL with err set (out of memory, values the format cannot hold). */
+static void *convert_weight(const char *name, const void *data, int64_t dtype, int64_t fmt, int64_t numel,
+                            int64_t rows, char *err, size_t errlen) {
+  const unsigned char *p = data;
+  if (fmt == MORRT_FMT_F32) {
+    float *f = malloc(sizeof(float) * (size_t)(numel ? numel : 1));
+    if (!f) goto oom;
+    for (int64_t k = 0; k < numel; k++) f[k] = src_value(p, dtype, k);
+    return f;
+  }
+  if (fmt == MORRT_FMT_BF16 || fmt == MORRT_FMT_F16) {
+    uint16_t *h = malloc(2 * (size_t)(numel ? numel : 1));
+    if (!h) goto oom;
+    for (int64_t k = 0; k < numel; k++) {
+      float v = src_value(p, dtype, k);
+      h[k] = fmt == MORRT_FMT_BF16 ? f32_to_bf16(v) : f32_to_f16(v);
+      if (fmt == MORRT_FMT_F16 && (h[k] & 0x7fff) == 0x7c00 && isfinite(v)) {
+        free(h);
+        seterr(err, errlen, "tensor '%s' has a value (%g) beyond the f16 range (65504): build with "
+               "--weights-dtype bf16 or f32", name, (double)v);
+        return NULL;
+      }
+    }
+    return h;
+  }
+  /* q8: rows of S int8 (K rounded up to the group), then rows x S/group f32 scales */
+  int64_t K = rows ? numel / rows : 0, S = (K + MORRT_Q8_GROUP - 1) / MORRT_Q8_GROUP * MORRT_Q8_GROUP,
+          G = S / MORRT_Q8_GROUP;
+  unsigned char *q = calloc((size_t)(rows * S + 4 * rows * G) + 1, 1);
+  if (!q) goto oom;
+  float *scale = (float *)(q + rows * S);
+  for (int64_t n = 0; n < rows; n++)
+    for (int64_t g = 0; g < G; g++) {
+      int64_t k0 = g * MORRT_Q8_GROUP, k1 = k0 + MORRT_Q8_GROUP < K ? k0 + MORRT_Q8_GROUP : K;
+      float amax = 0;
+      for (int64_t k = k0; k < k1; k++) {
+        float v = src_value(p, dtype, n * K + k);
+        if (!isfinite(v)) {
+          free(q);
+          seterr(err, errlen, "tensor '%s' has a non-finite value at [%lld, %lld]: q8 cannot hold it", name,
+                 (long long)n, (long long)k);
+          return NULL;
+        }
+        amax = fabsf(v) > amax ? fabsf(v) : amax;
+      }
+      float s = amax / 127.0f;
+      scale[n * G + g] = s;
+      for (int64_t k = k0; k < k1 && s > 0; k++) {
+        long r = lrintf(src_value(p, dtype, n * K + k) / s);
+        q[n * S + k] = (unsigned char)(int8_t)(r > 127 ? 127 : r < -127 ? -127 : r);
+      }
+    }
+  return q;
+oom:
+  seterr(err, errlen, "out of memory converting '%s'", name);
+  return NULL;
+}
+
 /* Bind slot i to a tensor of the given dtype/shape/data, checking it. */
 static int bind_slot(morrt_model *m, int64_t i, const char *src, int64_t dtype, int64_t rank, const int64_t *shape,
                      const void *data, char *err, size_t errlen) {
@@ -173,27 +273,23 @@ static int bind_slot(morrt_model *m, int64_t i, const char *src, int64_t dtype, 
   }
   int64_t numel = 1;
   for (int64_t k = 0; k < rank; k++) numel *= shape[k];
-  if (dtype == MORRT_F32 && ((uintptr_t)data & 3) == 0) {
+  int64_t fmt = wd->format;
+  if (fmt < MORRT_FMT_F32 || fmt > MORRT_FMT_Q8 || (fmt != MORRT_FMT_F32 && rank != 2)) {
+    seterr(err, errlen, "the model's descriptor gives tensor '%s' an invalid storage format %lld", wd->name,
+           (long long)fmt);
+    return -1;
+  }
+  /* used in place: f32 as f32, f16/bf16 already in the format */
+  if (((uintptr_t)data & 3) == 0 &&
+      ((fmt == MORRT_FMT_F32 && dtype == MORRT_F32) || (fmt == MORRT_FMT_BF16 && dtype == MORRT_BF16) ||
+       (fmt == MORRT_FMT_F16 && dtype == MORRT_F16))) {
     m->w[i] = data;
     return 0;
   }
-  float *f = malloc(sizeof(float) * (size_t)(numel ? numel : 1));
-  if (!f) {
-    seterr(err, errlen, "out of memory decoding '%s'", wd->name);
-    return -1;
-  }
-  const unsigned char *p = data;
-  for (int64_t k = 0; k < numel; k++) {
-    if (dtype == MORRT_F32) {
-      memcpy(&f[k], p + 4 * k, 4);
-    } else {
-      uint16_t h;
-      memcpy(&h, p + 2 * k, 2);
-      f[k] = dtype == MORRT_F16 ? f16_to_f32(h) : bf16_to_f32(h);
-    }
-  }
-  m->owned[i] = f;
-  m->w[i] = f;
+  void *out = convert_weight(wd->name, data, dtype, fmt, numel, rank == 2 ? shape[0] : 1, err, errlen);
+  if (!out) return -1;
+  m->owned[i] = out;
+  m->w[i] = out;
   return 0;
 }
 
@@ -418,7 +514,7 @@ static int forward_locked(morrt_model *m, morrt_seq *s, const int32_t *tokens, i
     seterr(err, errlen, "out of memory");
     return -1;
   }
-  morrt_exec x = {.weights = (const float *const *)m->w, .kv = s->kv, .arena = m->arena, .pool = m->pool,
+  morrt_exec x = {.weights = (const void *const *)m->w, .kv = s->kv, .arena = m->arena, .pool = m->pool,
                   .parallel = run_parallel};
   for (int64_t off = 0; off < T; off += chunk) {
     int64_t n = T - off < chunk ? T - off : chunk;

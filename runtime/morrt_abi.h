@@ -10,7 +10,7 @@
 #define MORRT_ABI_H
 #include <stdint.h>
 
-#define MORRT_ABI_VERSION 1
+#define MORRT_ABI_VERSION 2
 
 /* One KV cache of one sequence: entries appended in call order (so sorted by
  * position), each a position and a K and a V row of `width` floats. */
@@ -29,7 +29,7 @@ typedef void (*morrt_task_fn)(void *arg, int64_t begin, int64_t end);
  * pool's threads, or inline when n * cost is small); cost is a rough count of
  * operations per item. */
 typedef struct morrt_exec {
-  const float *const *weights; /* per weight slot (descriptor order): f32 data */
+  const void *const *weights;  /* per weight slot (descriptor order), in its format */
   morrt_kv *kv;                /* per KV store (descriptor order) */
   char *arena;                 /* arena_bytes, 64-byte aligned, scratch for one call */
   void *pool;
@@ -39,11 +39,20 @@ typedef struct morrt_exec {
 /* dtype codes, as stored in the weights file (the runtime decodes to f32) */
 enum { MORRT_F32 = 0, MORRT_F16 = 1, MORRT_BF16 = 2 };
 
+/* How a weight slot is stored in memory for the generated code (libmorrt
+ * converts the file's values at bind time). Only matmul weights ([N, K])
+ * use a format other than f32; q8 is N rows of K rounded up to
+ * MORRT_Q8_GROUP int8 values, then N x (that / MORRT_Q8_GROUP) f32 scales
+ * (per row and group of 32 values along K: scale = max |w| / 127). */
+enum { MORRT_FMT_F32 = 0, MORRT_FMT_BF16 = 1, MORRT_FMT_F16 = 2, MORRT_FMT_Q8 = 3 };
+#define MORRT_Q8_GROUP 32
+
 typedef struct morrt_weight_desc {
   const char *name;  /* tensor name in the safetensors file */
   int64_t dtype;     /* MORRT_F32 / F16 / BF16: what the file must hold */
   int64_t rank;
   int64_t shape[4];
+  int64_t format;    /* MORRT_FMT_*: how the generated code reads it */
 } morrt_weight_desc;
 
 typedef struct morrt_kv_desc {

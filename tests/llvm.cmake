@@ -37,3 +37,9 @@ foreach(case embedded beside mismatch bad_input generate emit capi max_tokens pr
     set_tests_properties(llvm_exe_${case} PROPERTIES ENVIRONMENT "MORC_TEST_LDFLAGS=-fsanitize=address,undefined")
   endif()
 endforeach()
+
+# --weights-dtype bf16|f16|q8: exact where the file holds the format, bounded
+# error everywhere, executables = JIT
+add_test(NAME llvm_weights_dtype
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/llvm/weights_dtype.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp> ${CMAKE_SOURCE_DIR})
+set_tests_properties(llvm_weights_dtype PROPERTIES TIMEOUT 900)

@@ -34,6 +34,9 @@ static const char *usage_build =
     "                      bundle: NAME.o + NAME.h (entry points, arena and KV sizes) to link\n"
     "                        with libmorrt.a yourself\n"
     "                      obj, asm, llvm: the object file, assembly or LLVM IR text alone\n"
+    "  --weights-dtype T   how matmul weights are stored and read: f32 (default), bf16, f16\n"
+    "                      (computed with f32 accumulation), q8 (8-bit, one f32 scale per\n"
+    "                      32 values of a row); converted once when the weights are loaded\n"
     "  --embed-weights     put the weights inside the output; otherwise they are written to\n"
     "                      NAME.safetensors beside it (exe, lib, bundle)\n"
     "  --target TRIPLE     target triple (default: this machine); exe and lib need the host\n"
@@ -226,7 +229,7 @@ static int parse_kind(const char *s, kind_t *k) {
 int morc_cmd_build(int argc, char **argv) {
   for (int i = 0; i + 1 < argc; i++) if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "cuda")) return morc_build_cuda(argc, argv);
   const char *model = NULL, *out = NULL, *emit = "exe", *name = NULL, *rtlib = NULL, *cc = getenv("CC");
-  const char *maxtok_s = NULL, *llvmopt_s = NULL;
+  const char *maxtok_s = NULL, *llvmopt_s = NULL, *wdtype_s = NULL;
   int embed = 0, verbose = 0, pm_rc;
   mor_llvm_opts lo;
   mor_llvm_opts_default(&lo);
@@ -259,6 +262,8 @@ int morc_cmd_build(int argc, char **argv) {
     else if (!strcmp(a, "--cc")) slot = &cc;
     else if (!strcmp(a, "--max-tokens")) slot = &maxtok_s;
     else if (!strcmp(a, "--llvm-opt")) slot = &llvmopt_s;
+    else if (!strncmp(a, "--weights-dtype=", 16)) wdtype_s = a + 16;
+    else if (!strcmp(a, "--weights-dtype")) slot = &wdtype_s;
     else if (!strcmp(a, "--embed-weights")) embed = 1;
     else if (!strcmp(a, "-v")) verbose = 1;
     else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s'", a);
@@ -289,6 +294,8 @@ int morc_cmd_build(int argc, char **argv) {
       return mor_pm_opts_free(pm), morc_die_usage("build", "--llvm-opt %s: expected 0, 1, 2 or 3", llvmopt_s);
     lo.opt_level = llvmopt_s[0] - '0';
   }
+  if (wdtype_s && (lo.weights_format = mor_llvm_weights_format(wdtype_s)) < 0)
+    return mor_pm_opts_free(pm), morc_die_usage("build", "--weights-dtype %s: expected f32, bf16, f16 or q8", wdtype_s);
   if ((kind == K_EXE || kind == K_LIB) && lo.triple && !mor_llvm_is_host_triple(lo.triple))
     return mor_pm_opts_free(pm),
            morc_die_usage("build", "--target %s: executables and libraries are linked here, so they need this "

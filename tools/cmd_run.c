@@ -34,6 +34,8 @@ static const char *usage_run =
     "  --backend NAME      ref: the reference interpreter (default); llvm: native code via\n"
     "                      the LLVM JIT (the same code `morc build` emits)\n"
     "  --threads N         llvm: worker threads (default: one per core)\n"
+    "  --weights-dtype T   llvm: matmul weights as f32 (default), bf16, f16 or q8, as with\n"
+    "                      morc build (compare their logits with the f32 ones)\n"
     "  --tokens IDS        comma-separated token ids, e.g. 1,2,3\n"
     "  --chunks SIZES      split the tokens into successive forward calls of these sizes\n"
     "                      (e.g. 4,1,1: a 4-token prefill then two 1-token decode steps);\n"
@@ -105,7 +107,7 @@ int morc_cmd_dump(int argc, char **argv) {
 
 int morc_cmd_run(int argc, char **argv) {
   const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
-             *depths_path = NULL, *threads_s = NULL, *maxmem_s = NULL;
+             *depths_path = NULL, *threads_s = NULL, *maxmem_s = NULL, *wdtype_s = NULL;
   mor_pm_opts *pm = mor_pm_opts_new();
   int pm_rc;
   for (int i = 0; i < argc; i++) {
@@ -125,6 +127,7 @@ int morc_cmd_run(int argc, char **argv) {
     else if (!strcmp(a, "--logits")) slot = &logits_path;
     else if (!strcmp(a, "--depths")) slot = &depths_path;
     else if (!strcmp(a, "--threads")) slot = &threads_s;
+    else if (!strcmp(a, "--weights-dtype")) slot = &wdtype_s;
     else if (!strcmp(a, "--max-memory")) slot = &maxmem_s;
     else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
     else if (model) return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
@@ -143,6 +146,11 @@ int morc_cmd_run(int argc, char **argv) {
   if (!tokens_s) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "missing --tokens");
   if (strcmp(backend, "ref") != 0 && strcmp(backend, "llvm") != 0)
     return mor_pm_opts_free(pm), morc_die_usage("run", "unknown backend '%s' (available: ref, llvm)", backend);
+  int wfmt = 0;
+  if (wdtype_s && (wfmt = mor_llvm_weights_format(wdtype_s)) < 0)
+    return mor_pm_opts_free(pm), morc_die_usage("run", "--weights-dtype %s: expected f32, bf16, f16 or q8", wdtype_s);
+  if (wdtype_s && strcmp(backend, "llvm"))
+    return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "--weights-dtype needs --backend llvm (the reference computes in f32)");
   int threads = 0;
   if (threads_s) {
     char *end;
@@ -201,6 +209,7 @@ int morc_cmd_run(int argc, char **argv) {
     mor_llvm_opts lo;
     mor_llvm_opts_default(&lo);
     lo.threads = threads;
+    lo.weights_format = wfmt;
     jit = mor_llvm_jit_new(m, w, &lo, &e);
     if (!jit || !(jseq = mor_llvm_seq_new(jit))) goto out;
   } else {

@@ -9,6 +9,7 @@
  * two ping-pong buffers per carried value. The module exports a morrt_desc
  * and a `<name>_forward` entry (runtime/morrt_abi.h). */
 #include "backend/llvm/llvm_impl.h"
+#include "runtime/morrt_abi.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@ static int gfail(lg *g, const char *fmt, ...) {
   } else if (op && g->cur) {
     int k = 0;
     op_number(g->cur->body, op, &k);
-    mor_errf(g->err, "@%s: op #%d (%s): llvm backend: %s", g->cur->name, k, mor_ops[op->code].name, msg);
+    mor_errf(g->err, "@%s: op #%d (%s): llvm backend: %s", MOR_SYM(g->cur->name), k, mor_ops[op->code].name, msg);
   } else {
     mor_errf(g->err, "llvm backend: %s", msg);
   }
@@ -346,7 +347,7 @@ static LLVMValueRef weight(lg *g, const mor_op *op, const char *attr, LLVMValueR
     const mor_global *gl = mor_find_global(g->m, nm);
     if (!gl || gl->kind != MOR_GLOBAL_WEIGHT) {
       free(slots);
-      gfail(g, "'%s' names @%s, which is not a weight", attr, nm);
+      gfail(g, "'%s' names @%s, which is not a weight", attr, MOR_SYM(nm));
       return cnull(g);
     }
     if (i == 0) *gout = gl;
@@ -381,7 +382,7 @@ static LLVMValueRef store_of(lg *g, const mor_op *op, LLVMValueRef depth, int64_
     const mor_global *gl = mor_find_global(g->m, nm);
     if (!gl || gl->kind != MOR_GLOBAL_KV) {
       free(st);
-      gfail(g, "'caches' names @%s, which is not a KV cache", nm);
+      gfail(g, "'caches' names @%s, which is not a KV cache", MOR_SYM(nm));
       return ci64(g, -1);
     }
     st[i] = g->kvstore[gl - g->m->globals];
@@ -394,15 +395,23 @@ static LLVMValueRef store_of(lg *g, const mor_op *op, LLVMValueRef depth, int64_
 
 /* ---- ops ------------------------------------------------------------------------------ */
 
+/* The storage format of weight global W (a weight slot). */
+static int64_t wformat(lg *g, const mor_global *W) { return g->wfmt[g->wslot[W - g->m->globals]]; }
+
+
 static int gen_embed(lg *g, const mor_op *op) {
   const mor_value *tok = op->operands[0];
   const mor_global *E;
   LLVMValueRef w = weight(g, op, "weight", ci64(g, 0), &E);
   if (g->failed) return -1;
-  int64_t D = E->type.dims[1].n;
+  int64_t D = E->type.dims[1].n, fmt = wformat(g, E);
   LLVMValueRef y = res(g, op, 0, R(g, tok));
-  LLVMValueRef a[4] = {P(g, tok), w, y, ci64(g, D)};
-  return par_k(g, "mork_embed", 4, a, R(g, tok), ci64(g, D));
+  if (fmt == MORRT_FMT_F32) {
+    LLVMValueRef a[4] = {P(g, tok), w, y, ci64(g, D)};
+    return par_k(g, "mork_embed", 4, a, R(g, tok), ci64(g, D));
+  }
+  LLVMValueRef a[6] = {P(g, tok), w, ci64(g, fmt), ci64(g, E->type.dims[0].n), y, ci64(g, D)};
+  return par_k(g, "mork_embed_w", 6, a, R(g, tok), ci64(g, 2 * D));
 }
 
 static int rmsnorm_into(lg *g, const mor_op *op, const char *wattr, const mor_value *x, LLVMValueRef y) {
@@ -427,17 +436,17 @@ static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x
   LLVMValueRef w = weight(g, op, wattr, ci64(g, 0), &W);
   if (g->failed) return -1;
   if (W->type.rank != 2 || W->type.dims[1].n != K)
-    return gfail(g, "weight @%s is not [N, %lld]", W->name, (long long)K);
+    return gfail(g, "weight @%s is not [N, %lld]", MOR_SYM(W->name), (long long)K);
   int64_t N = W->type.dims[0].n;
   if (Nout) *Nout = N;
   LLVMValueRef ia[2] = {M, ci64(g, N)};
   LLVMValueRef items = call_k(g, "mork_matmul_items", 2, ia);
   if (!items) return -1;
-  LLVMValueRef a[6] = {x, w, y, M, ci64(g, K), ci64(g, N)};
+  LLVMValueRef a[7] = {x, w, ci64(g, wformat(g, W)), y, M, ci64(g, K), ci64(g, N)};
   /* an item is up to 64 rows by 16 columns */
   LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 64), "");
   LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 64), "");
-  return par_k(g, "mork_matmul", 6, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
+  return par_k(g, "mork_matmul_w", 7, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
 }
 
 static int gen_matmul(lg *g, const mor_op *op) {
@@ -810,10 +819,10 @@ static int gen_call(lg *g, const mor_op *op) {
   const char *callee = attr_str(g, op, "callee");
   if (!callee) return -1;
   int fi = func_index(g->m, callee);
-  if (fi < 0) return gfail(g, "no function @%s", callee);
+  if (fi < 0) return gfail(g, "no function @%s", MOR_SYM(callee));
   const mor_func *f = g->m->funcs[fi];
   if (f->body->n_args != op->n_operands || f->n_results != op->n_results)
-    return gfail(g, "@%s takes %d arguments and gives %d results", callee, f->body->n_args, f->n_results);
+    return gfail(g, "@%s takes %d arguments and gives %d results", MOR_SYM(callee), f->body->n_args, f->n_results);
   if (op->n_results > MAX_RESULTS) return gfail(g, "too many results");
   int n = 1 + 2 * op->n_operands + op->n_results + 1, k = 0;
   LLVMValueRef *a = mor_xcalloc((size_t)n, sizeof *a);
@@ -1036,7 +1045,7 @@ static int gen_func(lg *g, int fi) {
   g->cur = f;
   g->cur_index = fi;
   g->fn = g->fns[fi];
-  if (f->n_results > MAX_RESULTS) return gfail(g, "@%s has too many results", f->name);
+  if (f->n_results > MAX_RESULTS) return gfail(g, "@%s has too many results", MOR_SYM(f->name));
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(g->cx, g->fn, "entry");
   LLVMPositionBuilderAtEnd(g->b, entry);
   g->ctx = LLVMGetParam(g->fn, 0);
@@ -1086,6 +1095,60 @@ static int calls_cycle(const mor_module *m, const mor_block *b, int *state) {
 
 /* ---- globals: weight slots and KV stores -------------------------------------------------- */
 
+/* Weight formats: a rank-2 weight that ops read only as a matmul's W (or as
+ * an embedding table, which reads any format) is stored in the build's
+ * weights format; every other weight (norms, routers, a table no matmul
+ * reads) stays f32. use[slot]: bit 0 read as a matmul W, bit 1 read by an
+ * op that needs f32. */
+static int is_matmul_attr(const mor_op *op, const char *attr) {
+  switch (op->code) {
+  case MOR_OP_MATMUL: case MOR_OP_NORM_MATMUL: case MOR_OP_MATMUL_ADD: case MOR_OP_MATMUL_STORE:
+    return !strcmp(attr, "weight");
+  case MOR_OP_QKV: return !strcmp(attr, "wq") || !strcmp(attr, "wk") || !strcmp(attr, "wv");
+  case MOR_OP_GATE_UP: return !strcmp(attr, "wg") || !strcmp(attr, "wu");
+  default: return 0;
+  }
+}
+
+static void weight_uses(lg *g, const mor_block *b, int *use) {
+  for (const mor_op *op = b ? b->first : NULL; op; op = op->next) {
+    for (int i = 0; i < op->n_attrs; i++) {
+      const mor_attr *a = &op->attrs[i];
+      if (a->kind != MOR_ATTR_SYM && a->kind != MOR_ATTR_SYMS) continue;
+      int n = a->kind == MOR_ATTR_SYM ? 1 : a->n;
+      int bit = is_matmul_attr(op, a->name) ? 1 : op->code == MOR_OP_EMBED && !strcmp(a->name, "weight") ? 0 : 2;
+      for (int k = 0; k < n; k++) {
+        const mor_global *gl = mor_find_global(g->m, a->kind == MOR_ATTR_SYM ? a->s : a->syms[k]);
+        if (gl && gl->kind == MOR_GLOBAL_WEIGHT) use[g->wslot[gl - g->m->globals]] |= bit;
+      }
+    }
+    if (op->region) weight_uses(g, op->region, use);
+  }
+}
+
+static void weight_formats(lg *g) {
+  int *use = mor_xcalloc((size_t)g->n_wslots + 1, sizeof *use);
+  g->wfmt = mor_xcalloc((size_t)g->n_wslots + 1, sizeof *g->wfmt);
+  for (int f = 0; f < g->m->n_funcs; f++) weight_uses(g, g->m->funcs[f]->body, use);
+  for (int i = 0; i < g->n_wslots; i++) {
+    const mor_global *gl = &g->m->globals[g->wslot_global[i]];
+    g->wfmt[i] = use[i] == 1 && gl->type.rank == 2 ? g->o->weights_format : MORRT_FMT_F32;
+  }
+  free(use);
+}
+
+int mor_llvm_weights_format(const char *name) {
+  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
+  for (int i = 0; i < 4; i++)
+    if (name && !strcmp(name, names[i])) return i;
+  return -1;
+}
+
+const char *mor_llvm_weights_format_name(int fmt) {
+  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
+  return fmt >= 0 && fmt < 4 ? names[fmt] : "?";
+}
+
 static int bind_globals(lg *g) {
   const mor_module *m = g->m;
   int n = m->n_globals;
@@ -1098,13 +1161,13 @@ static int bind_globals(lg *g) {
     g->wslot[i] = g->kvstore[i] = -1;
     if (gl->kind == MOR_GLOBAL_WEIGHT) {
       if (gl->type.dtype != MOR_F32 && gl->type.dtype != MOR_F16 && gl->type.dtype != MOR_BF16)
-        return gfail(g, "weight @%s has dtype %s (f32, f16, bf16 expected)", gl->name, mor_dtype_name(gl->type.dtype));
-      if (gl->type.rank < 1 || gl->type.rank > 4) return gfail(g, "weight @%s has rank %d", gl->name, gl->type.rank);
+        return gfail(g, "weight @%s has dtype %s (f32, f16, bf16 expected)", MOR_SYM(gl->name), mor_dtype_name(gl->type.dtype));
+      if (gl->type.rank < 1 || gl->type.rank > 4) return gfail(g, "weight @%s has rank %d", MOR_SYM(gl->name), gl->type.rank);
       g->wslot_global[g->n_wslots] = i;
       g->wslot[i] = g->n_wslots++;
     } else if (!gl->alias) {
       if (gl->type.rank != 3 || gl->type.dtype != MOR_F32)
-        return gfail(g, "KV cache @%s: type must be f32[capacity, kv_heads, head_dim]", gl->name);
+        return gfail(g, "KV cache @%s: type must be f32[capacity, kv_heads, head_dim]", MOR_SYM(gl->name));
       g->store_global[g->n_stores] = i;
       g->kvstore[i] = g->n_stores++;
     }
@@ -1113,9 +1176,9 @@ static int bind_globals(lg *g) {
     const mor_global *gl = &m->globals[i], *t = gl;
     if (gl->kind != MOR_GLOBAL_KV || !gl->alias) continue;
     for (int steps = 0; t && t->alias; steps++) {
-      if (steps > n) return gfail(g, "KV cache @%s: aliases form a cycle", gl->name);
+      if (steps > n) return gfail(g, "KV cache @%s: aliases form a cycle", MOR_SYM(gl->name));
       t = mor_find_global(m, t->alias);
-      if (!t || t->kind != MOR_GLOBAL_KV) return gfail(g, "KV cache @%s: alias @%s is not a KV cache", gl->name, gl->alias);
+      if (!t || t->kind != MOR_GLOBAL_KV) return gfail(g, "KV cache @%s: alias @%s is not a KV cache", MOR_SYM(gl->name), MOR_SYM(gl->alias));
     }
     g->kvstore[i] = g->kvstore[t - m->globals];
   }
@@ -1211,16 +1274,17 @@ static int emit_desc(lg *g, const char *name, const char *triple, const char *cp
   if (!fwd) return -1;
   /* weights */
   LLVMTypeRef shape_t = LLVMArrayType2(g->i64, 4);
-  LLVMTypeRef wt_f[4] = {g->ptr, g->i64, g->i64, shape_t};
-  LLVMTypeRef wt = LLVMStructTypeInContext(g->cx, wt_f, 4, 0);
+  LLVMTypeRef wt_f[5] = {g->ptr, g->i64, g->i64, shape_t, g->i64};
+  LLVMTypeRef wt = LLVMStructTypeInContext(g->cx, wt_f, 5, 0);
   LLVMValueRef *wv = mor_xcalloc((size_t)g->n_wslots + 1, sizeof *wv);
   for (int i = 0; i < g->n_wslots; i++) {
     const mor_global *gl = &m->globals[g->wslot_global[i]];
     LLVMValueRef sh[4];
     for (int d = 0; d < 4; d++) sh[d] = ci64(g, d < gl->type.rank ? gl->type.dims[d].n : 0);
     int64_t dt = gl->type.dtype == MOR_F32 ? 0 : gl->type.dtype == MOR_F16 ? 1 : 2;
-    LLVMValueRef f[4] = {cstr(g, gl->name), ci64(g, dt), ci64(g, gl->type.rank), LLVMConstArray2(g->i64, sh, 4)};
-    wv[i] = LLVMConstNamedStruct(wt, f, 4);
+    LLVMValueRef f[5] = {cstr(g, gl->name), ci64(g, dt), ci64(g, gl->type.rank), LLVMConstArray2(g->i64, sh, 4),
+                         ci64(g, g->wfmt[i])};
+    wv[i] = LLVMConstNamedStruct(wt, f, 5);
   }
   LLVMValueRef warr = LLVMAddGlobal(g->mod, LLVMArrayType2(wt, (uint64_t)g->n_wslots), "mor.weights");
   LLVMSetInitializer(warr, LLVMConstArray2(wt, wv, (uint64_t)g->n_wslots));
@@ -1263,7 +1327,7 @@ static int emit_desc(lg *g, const char *name, const char *triple, const char *cp
   for (int i = 0; i < m->n_funcs; i++) whole |= uses_topk(m->funcs[i]->body);
   int64_t max_pos = mor_mattr_int(m, "max_position_embeddings", 0);
   LLVMValueRef f[22] = {
-      ci64(g, 1), /* MORRT_ABI_VERSION */
+      ci64(g, MORRT_ABI_VERSION),
       cstr(g, m->name ? m->name : name), cstr(g, triple), cstr(g, cpu),
       ci64(g, mor_mattr_int(m, "vocab_size", 0)), ci64(g, mor_mattr_int(m, "hidden_size", 0)), ci64(g, max_pos),
       ci64(g, g->max_tokens), ci64(g, mor_mattr_int(m, "num_recursions", 1)), ci64(g, rt), ci64(g, whole),
@@ -1307,9 +1371,10 @@ int mor_llvm_codegen(lg *g) {
   g->frame_base = mor_xcalloc((size_t)m->n_funcs + 1, sizeof *g->frame_base);
   g->v = mor_xcalloc((size_t)m->next_value_id + 1, sizeof *g->v);
   if (bind_globals(g)) goto out;
+  weight_formats(g);
   for (int i = 0; i < m->n_funcs; i++)
     if (visit_func(m, i, state)) {
-      gfail(g, "@%s calls itself (directly or not): recursion is not supported", m->funcs[i]->name);
+      gfail(g, "@%s calls itself (directly or not): recursion is not supported", MOR_SYM(m->funcs[i]->name));
       goto out;
     }
   g->arena_bytes = 0;
@@ -1350,6 +1415,7 @@ void mor_llvm_codegen_free(lg *g) {
   free(g->wslot);
   free(g->kvstore);
   free(g->wslot_global);
+  free(g->wfmt);
   free(g->store_global);
   free(g->keys);
 }

@@ -62,6 +62,7 @@ typedef struct lg {
   int *wslot, *kvstore;
   int n_wslots, n_stores;
   int *wslot_global, *store_global; /* inverse maps */
+  int *wfmt;                        /* by weight slot: MORRT_FMT_* it is stored in */
   /* functions */
   LLVMValueRef *fns;                /* by module function index */
   mp_plan *plans;                   /* by module function index */

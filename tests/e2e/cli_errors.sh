@@ -38,6 +38,9 @@ expect 2 "--chunks: the sizes add up to 4, but --tokens has 3 ids" run "$ex" --t
 expect 2 "--chunks: size 2 is 0" run "$ex" --tokens 1,2,3 --chunks 3,0
 expect 2 "unknown backend 'gpu'" run "$ex" --tokens 1 --backend gpu
 expect 2 "--logits needs a value" run "$ex" --tokens 1 --logits
+expect 2 "--weights-dtype q4: expected f32, bf16, f16 or q8" run "$ex" --tokens 1 --backend llvm --weights-dtype q4
+expect 2 "--weights-dtype needs --backend llvm" run "$ex" --tokens 1 --weights-dtype bf16
+expect 2 "--weights-dtype int4: expected f32, bf16, f16 or q8" build "$ex" -o "$tmp/never" --weights-dtype int4
 expect 1 "token id 128 is out of range (vocab_size 128)" run "$ex" --tokens 1,128 --logits "$tmp/out.npy"
 expect 1 "65 tokens do not fit in the context of 64 positions" run "$ex" --tokens "$(seq -s, 1 65)" --logits "$tmp/out.npy"
 expect 1 "cannot open" run "$tmp/nonexistent.json" --tokens 1 --logits "$tmp/out.npy"

@@ -1,58 +1,109 @@
-/* test_gemm.c: the matmul kernels (matmul.c and its packed micro-kernel in
- * gemm.c), compiled natively, against the reference interpreter's matmul
- * (double accumulation, one rounding) on awkward shapes: rows not a
- * multiple of the 6/4/2-row blocks or of the 64-row tile, T = 1, prime T,
- * columns not a multiple of 16, K not a multiple of 8 nor of the 256-value
- * packed panel. Every item range is split as the thread pool splits it. */
+/* test_gemm.c: the matmul kernels (matmul.c with gemm.c's packed
+ * micro-kernel and gemv.c's decode kernel), compiled natively, against a
+ * double-precision matmul on awkward shapes: rows not a multiple of the
+ * 6/4/2-row blocks or of the 64-row tile, T = 1, prime T, columns not a
+ * multiple of 16 or 8, K not a multiple of 8, of the q8 group (32) nor of
+ * the 256-value packed panel. Every weight format is tested: the stored
+ * values are made here from random bits (bf16, f16) or random int8 values
+ * and scales (q8), and the expected result uses the values the format
+ * defines (runtime/morrt_abi.h), so the kernels' widening is checked, not
+ * a conversion. Every item range is split as the thread pool splits it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/mork.h"
 
 int64_t mork_matmul_items(int64_t M, int64_t N);
-void mork_matmul(const float *restrict x, const float *restrict W, float *restrict y, int64_t M, int64_t K, int64_t N,
-                 int64_t b, int64_t e);
+void mork_matmul_w(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t M,
+                   int64_t K, int64_t N, int64_t b, int64_t e);
 
 static uint32_t rng = 1;
-static float rnd(void) {
+static uint32_t rnd32(void) {
   rng = rng * 1664525u + 1013904223u;
-  return (float)(rng >> 8) / 16777216.0f - 0.5f;
+  return rng;
+}
+static float rnd(void) { return (float)(rnd32() >> 8) / 16777216.0f - 0.5f; }
+
+/* W[N, K] in format fmt, and Wd[N, K] the values it stands for */
+static void *make_weights(int fmt, int64_t N, int64_t K, double *Wd) {
+  if (fmt == MORRT_FMT_F32) {
+    float *w = malloc(sizeof(float) * (size_t)(N * K + 1));
+    for (int64_t i = 0; i < N * K; i++) w[i] = rnd(), Wd[i] = w[i];
+    return w;
+  }
+  if (fmt == MORRT_FMT_BF16 || fmt == MORRT_FMT_F16) {
+    uint16_t *h = malloc(2 * (size_t)(N * K + 1));
+    for (int64_t i = 0; i < N * K; i++) {
+      float f = rnd();
+      if (fmt == MORRT_FMT_BF16) {
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        h[i] = (uint16_t)(u >> 16); /* truncated: any bf16 value will do */
+        u = (uint32_t)h[i] << 16;
+        memcpy(&f, &u, 4);
+        Wd[i] = f;
+      } else {
+        _Float16 v = (_Float16)f;
+        memcpy(&h[i], &v, 2);
+        Wd[i] = (double)v;
+      }
+    }
+    return h;
+  }
+  int64_t S = (K + 31) / 32 * 32, G = S / 32;
+  unsigned char *q = calloc((size_t)(N * S + 4 * N * G) + 1, 1);
+  float *sc = (float *)(q + N * S);
+  for (int64_t n = 0; n < N; n++) {
+    for (int64_t g = 0; g < G; g++) sc[n * G + g] = (float)(rnd32() % 1000 + 1) / 64000.0f;
+    for (int64_t k = 0; k < K; k++) {
+      int v = (int)(rnd32() % 255) - 127;
+      q[n * S + k] = (unsigned char)(int8_t)v;
+      Wd[n * K + k] = (double)v * sc[n * G + k / 32];
+    }
+    for (int64_t k = K; k < S; k++) q[n * S + k] = (unsigned char)(int8_t)((int)(rnd32() % 255) - 127); /* padding: must be ignored */
+  }
+  return q;
 }
 
 int main(void) {
   static const int64_t Ms[] = {1, 2, 3, 5, 6, 7, 11, 13, 64, 67, 131};
-  static const int64_t Ks[] = {1, 3, 7, 8, 9, 17, 44, 255, 256, 257, 300, 513};
+  static const int64_t Ks[] = {1, 3, 7, 8, 9, 17, 33, 44, 255, 256, 257, 300, 513};
   static const int64_t Ns[] = {1, 5, 15, 16, 17, 33, 70};
+  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
   int fails = 0, cases = 0;
-  for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
-    for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
-      for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
-        int64_t M = Ms[a], K = Ks[b], N = Ns[c];
-        float *x = malloc(sizeof(float) * (size_t)(M * K)), *W = malloc(sizeof(float) * (size_t)(N * K));
-        float *y = malloc(sizeof(float) * (size_t)(M * N));
-        for (int64_t i = 0; i < M * K; i++) x[i] = rnd();
-        for (int64_t i = 0; i < N * K; i++) W[i] = rnd();
-        for (int64_t i = 0; i < M * N; i++) y[i] = NAN;
-        int64_t items = mork_matmul_items(M, N), half = items / 2; /* two "threads" */
-        mork_matmul(x, W, y, M, K, N, 0, half);
-        mork_matmul(x, W, y, M, K, N, half, items);
-        double worst = 0;
-        for (int64_t m = 0; m < M; m++)
-          for (int64_t n = 0; n < N; n++) {
-            double s = 0, mag = 0;
-            for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * W[n * K + k], mag += fabs((double)x[m * K + k] * W[n * K + k]);
-            double err = fabs((double)y[m * N + n] - (double)(float)s) / (mag + 1e-30);
-            if (!(err <= 1e-6)) err = isnan(err) ? INFINITY : err;
-            if (err > worst) worst = err;
+  for (int fmt = 0; fmt < 4; fmt++)
+    for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
+      for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
+        for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
+          int64_t M = Ms[a], K = Ks[b], N = Ns[c];
+          float *x = malloc(sizeof(float) * (size_t)(M * K));
+          double *Wd = malloc(sizeof(double) * (size_t)(N * K));
+          void *W = make_weights(fmt, N, K, Wd);
+          float *y = malloc(sizeof(float) * (size_t)(M * N));
+          for (int64_t i = 0; i < M * K; i++) x[i] = rnd();
+          for (int64_t i = 0; i < M * N; i++) y[i] = NAN;
+          int64_t items = mork_matmul_items(M, N), half = items / 2; /* two "threads" */
+          mork_matmul_w(x, W, fmt, y, M, K, N, 0, half);
+          mork_matmul_w(x, W, fmt, y, M, K, N, half, items);
+          double worst = 0;
+          for (int64_t m = 0; m < M; m++)
+            for (int64_t n = 0; n < N; n++) {
+              double s = 0, mag = 0;
+              for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * Wd[n * K + k], mag += fabs((double)x[m * K + k] * Wd[n * K + k]);
+              double err = fabs((double)y[m * N + n] - s) / (mag + 1e-30);
+              if (!(err <= 1e-6)) err = isnan(err) ? INFINITY : err;
+              if (err > worst) worst = err;
+            }
+          cases++;
+          if (!(worst <= 1e-6)) {
+            printf("FAIL: %s M=%lld K=%lld N=%lld: relative error %g\n", names[fmt], (long long)M, (long long)K,
+                   (long long)N, worst);
+            fails++;
           }
-        cases++;
-        if (!(worst <= 1e-6)) {
-          printf("FAIL: M=%lld K=%lld N=%lld: relative error %g\n", (long long)M, (long long)K, (long long)N, worst);
-          fails++;
+          free(x), free(W), free(Wd), free(y);
         }
-        free(x), free(W), free(y);
-      }
-  printf("%d of %d shapes within 1e-6 of sum |x w|\n", cases - fails, cases);
+  printf("%d of %d shapes and formats within 1e-6 of sum |x w|\n", cases - fails, cases);
   return fails != 0;
 }

@@ -1,8 +1,9 @@
 /* gemm.c: the register-blocked matmul micro-kernel for tiles of many rows
- * (prefill). One work item of mork_matmul (rows [m0, m1) x columns [n0, n1),
- * at most MORK_NT = 16 columns) is computed as outer products: the item's
- * 16 columns of W are packed, a block of MORK_GEMM_KC values of K at a
- * time, into a [k][16] panel on the stack, and 6 rows x 16 columns (12
+ * (prefill). One work item of mork_matmul_w (rows [m0, m1) x columns
+ * [n0, n1), at most MORK_NT = 16 columns) is computed as outer products: the
+ * item's 16 columns of W are packed, a block of MORK_GEMM_KC values of K at
+ * a time, into an f32 [k][16] panel on the stack (widened from bf16, f16 or
+ * q8 there, so the inner loop is the same for every weight format), and 6 rows x 16 columns (12
  * accumulators of 8 floats) run one FMA per accumulator per k with one
  * broadcast of x per row. Sums run over k in order, in f32, a K block at a
  * time through y (the reference accumulates in double; the difference is
@@ -10,10 +11,12 @@
  * of 6 use blocks of 4, 2 and 1. */
 #include "kernels/mork.h"
 
+#ifndef MORK_GEMM_KC
 #define MORK_GEMM_KC 256 /* values of K per packed panel: 16 KiB */
+#endif
 
-MORK void mork_gemm_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
-                         int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+MORK void mork_gemm_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
+                         int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 static inline mork_v8 bcast(float a) { return (mork_v8){a, a, a, a, a, a, a, a}; }
 
@@ -59,16 +62,20 @@ ROWS_KERNEL(2)
 ROWS_KERNEL(4)
 ROWS_KERNEL(6)
 
-/* P[k][j] = w[j * K + k] for k < kl, j < nn; 0 for j >= nn. Full panels are
- * transposed 8 x 8 at a time in registers (no gathers or scatters). */
-static inline void pack(const float *restrict w, int64_t K, int64_t kl, int64_t nn, float *restrict P) {
+/* P[k][j] = W[n0 + j][kc + k] for k < kl, j < nn; 0 for j >= nn. Full
+ * panels are transposed 8 x 8 at a time in registers (no gathers or
+ * scatters). */
+static inline void pack(const void *restrict W, int64_t fmt, int64_t K, int64_t N, int64_t n0, int64_t kc,
+                        int64_t kl, int64_t nn, float *restrict P) {
   int64_t k = 0;
   if (nn == 16)
     for (; k + 8 <= kl; k += 8)
       for (int h = 0; h < 2; h++) {
-        const float *r = w + 8 * h * K + k;
-        mork_v8 a0 = mork_ld(r), a1 = mork_ld(r + K), a2 = mork_ld(r + 2 * K), a3 = mork_ld(r + 3 * K);
-        mork_v8 a4 = mork_ld(r + 4 * K), a5 = mork_ld(r + 5 * K), a6 = mork_ld(r + 6 * K), a7 = mork_ld(r + 7 * K);
+        int64_t r = n0 + 8 * h, c = kc + k;
+        mork_v8 a0 = mork_wld8(W, fmt, K, N, r, c), a1 = mork_wld8(W, fmt, K, N, r + 1, c);
+        mork_v8 a2 = mork_wld8(W, fmt, K, N, r + 2, c), a3 = mork_wld8(W, fmt, K, N, r + 3, c);
+        mork_v8 a4 = mork_wld8(W, fmt, K, N, r + 4, c), a5 = mork_wld8(W, fmt, K, N, r + 5, c);
+        mork_v8 a6 = mork_wld8(W, fmt, K, N, r + 6, c), a7 = mork_wld8(W, fmt, K, N, r + 7, c);
         mork_v8 b0 = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 4, 12, 5, 13);
         mork_v8 b1 = __builtin_shufflevector(a0, a1, 2, 10, 3, 11, 6, 14, 7, 15);
         mork_v8 b2 = __builtin_shufflevector(a2, a3, 0, 8, 1, 9, 4, 12, 5, 13);
@@ -97,16 +104,16 @@ static inline void pack(const float *restrict w, int64_t K, int64_t kl, int64_t 
       }
 #pragma clang loop vectorize(disable)
   for (; k < kl; k++)
-    for (int64_t j = 0; j < 16; j++) P[16 * k + j] = j < nn ? w[j * K + k] : 0.0f;
+    for (int64_t j = 0; j < 16; j++) P[16 * k + j] = j < nn ? mork_wld1(W, fmt, K, N, n0 + j, kc + k) : 0.0f;
 }
 
-MORK void mork_gemm_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
-                         int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+MORK void mork_gemm_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
+                         int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   float P[MORK_GEMM_KC * 16] __attribute__((aligned(64)));
   int64_t nn = n1 - n0;
   for (int64_t kc = 0; kc < K || kc == 0; kc += MORK_GEMM_KC) {
     int64_t kl = K - kc < MORK_GEMM_KC ? K - kc : MORK_GEMM_KC;
-    pack(W + n0 * K + kc, K, kl, nn, P);
+    pack(W, fmt, K, N, n0, kc, kl, nn, P);
     int first = kc == 0;
     int64_t m = m0;
     for (; m + 6 <= m1; m += 6) rows_6(x, P, y, K, N, m, kc, kl, n0, nn, first);

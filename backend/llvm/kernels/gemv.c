@@ -3,11 +3,13 @@
  * W in flight (memory-level parallelism; the weights come from DRAM once
  * per token) and 8 accumulators, reduced together by a transpose so the 8
  * results are stored as one vector. Sums follow the 8 lanes of k as the
- * 4x2/1x4 blocks of matmul.c do. */
+ * 8-wide blocks of gemm.c's panels do. Weights of a narrower format (bf16,
+ * f16, q8; mork.h) are widened to f32 as they are loaded: fewer bytes from
+ * memory per token for the same arithmetic. */
 #include "kernels/mork.h"
 
-MORK void mork_gemv_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
-                         int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
+                         int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
 /* the 8 horizontal sums of a0..a7, as one vector (lane i: hsum(ai)) */
 static inline mork_v8 hsum8(mork_v8 a0, mork_v8 a1, mork_v8 a2, mork_v8 a3, mork_v8 a4, mork_v8 a5, mork_v8 a6,
@@ -30,34 +32,32 @@ static inline mork_v8 hsum8(mork_v8 a0, mork_v8 a1, mork_v8 a2, mork_v8 a3, mork
          __builtin_shufflevector(c0, c1, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-MORK void mork_gemv_tile(const float *restrict x, const float *restrict W, float *restrict y, int64_t K, int64_t N,
-                         int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
+                         int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   for (int64_t m = m0; m < m1; m++) {
     const float *xr = x + m * K;
     int64_t n = n0;
     for (; n + 8 <= n1; n += 8) {
-      const float *w = W + n * K;
       mork_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
       int64_t k = 0;
       for (; k + 8 <= K; k += 8) {
         mork_v8 c = mork_ld(xr + k);
-        a0 += c * mork_ld(w + k), a1 += c * mork_ld(w + K + k);
-        a2 += c * mork_ld(w + 2 * K + k), a3 += c * mork_ld(w + 3 * K + k);
-        a4 += c * mork_ld(w + 4 * K + k), a5 += c * mork_ld(w + 5 * K + k);
-        a6 += c * mork_ld(w + 6 * K + k), a7 += c * mork_ld(w + 7 * K + k);
+        a0 += c * mork_wld8(W, fmt, K, N, n, k), a1 += c * mork_wld8(W, fmt, K, N, n + 1, k);
+        a2 += c * mork_wld8(W, fmt, K, N, n + 2, k), a3 += c * mork_wld8(W, fmt, K, N, n + 3, k);
+        a4 += c * mork_wld8(W, fmt, K, N, n + 4, k), a5 += c * mork_wld8(W, fmt, K, N, n + 5, k);
+        a6 += c * mork_wld8(W, fmt, K, N, n + 6, k), a7 += c * mork_wld8(W, fmt, K, N, n + 7, k);
       }
       mork_v8 s = hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
       for (; k < K; k++)
-        for (int j = 0; j < 8; j++) s[j] += xr[k] * w[j * K + k];
+        for (int j = 0; j < 8; j++) s[j] += xr[k] * mork_wld1(W, fmt, K, N, n + j, k);
       __builtin_memcpy(y + m * N + n, &s, sizeof s);
     }
     for (; n < n1; n++) {
-      const float *w = W + n * K;
       mork_v8 a = {0};
       int64_t k = 0;
-      for (; k + 8 <= K; k += 8) a += mork_ld(xr + k) * mork_ld(w + k);
+      for (; k + 8 <= K; k += 8) a += mork_ld(xr + k) * mork_wld8(W, fmt, K, N, n, k);
       float s = mork_hsum(a);
-      for (; k < K; k++) s += xr[k] * w[k];
+      for (; k < K; k++) s += xr[k] * mork_wld1(W, fmt, K, N, n, k);
       y[m * N + n] = s;
     }
   }

@@ -13,6 +13,21 @@ MORK void mork_embed(const int32_t *restrict tok, const float *restrict E, float
   }
 }
 
+/* The same from a table E[V, D] in weight format fmt (a tied head's table
+ * is a matmul weight, so it may be bf16, f16 or q8). */
+MORK void mork_embed_w(const int32_t *restrict tok, const void *restrict E, int64_t fmt, int64_t V,
+                       float *restrict y, int64_t D, int64_t b, int64_t e) {
+  for (int64_t t = b; t < e; t++) {
+    float *dst = y + t * D;
+    int64_t i = 0;
+    for (; i + 8 <= D; i += 8) {
+      mork_v8 v = mork_wld8(E, fmt, D, V, tok[t], i);
+      __builtin_memcpy(dst + i, &v, sizeof v);
+    }
+    for (; i < D; i++) dst[i] = mork_wld1(E, fmt, D, V, tok[t], i);
+  }
+}
+
 /* y = w * (x * (float)(1 / sqrt(mean(x^2) + eps))), the mean in double */
 MORK void mork_rmsnorm(const float *restrict x, const float *restrict w, float *restrict y, int64_t D, double eps,
                        int64_t b, int64_t e) {
