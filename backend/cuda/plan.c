@@ -876,7 +876,7 @@ static int emit_inst(planner *P, inst *I) {
     G.K = x0->rowlen;
     G.nseg = 2;
     G.paired = 1;
-    int64_t nu;
+    int64_t nu = 0;
     if (gemm_weight(P, op, "wg", G.K, &G.wi[0], &G.n[0]) || gemm_weight(P, op, "wu", G.K, &G.wi[1], &nu)) return -1;
     if (nu != G.n[0]) return pfail(P, op, "gate and up weights differ in rows");
     G.n[1] = nu;
