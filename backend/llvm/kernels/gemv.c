@@ -11,27 +11,6 @@
 MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
                          int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 
-/* the 8 horizontal sums of a0..a7, as one vector (lane i: hsum(ai)) */
-static inline mork_v8 hsum8(mork_v8 a0, mork_v8 a1, mork_v8 a2, mork_v8 a3, mork_v8 a4, mork_v8 a5, mork_v8 a6,
-                            mork_v8 a7) {
-  mork_v8 b0 = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 4, 12, 5, 13) +
-               __builtin_shufflevector(a0, a1, 2, 10, 3, 11, 6, 14, 7, 15);
-  mork_v8 b1 = __builtin_shufflevector(a2, a3, 0, 8, 1, 9, 4, 12, 5, 13) +
-               __builtin_shufflevector(a2, a3, 2, 10, 3, 11, 6, 14, 7, 15);
-  mork_v8 b2 = __builtin_shufflevector(a4, a5, 0, 8, 1, 9, 4, 12, 5, 13) +
-               __builtin_shufflevector(a4, a5, 2, 10, 3, 11, 6, 14, 7, 15);
-  mork_v8 b3 = __builtin_shufflevector(a6, a7, 0, 8, 1, 9, 4, 12, 5, 13) +
-               __builtin_shufflevector(a6, a7, 2, 10, 3, 11, 6, 14, 7, 15);
-  /* b0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial pairs; combine pairs */
-  mork_v8 c0 = __builtin_shufflevector(b0, b1, 0, 1, 8, 9, 4, 5, 12, 13) +
-               __builtin_shufflevector(b0, b1, 2, 3, 10, 11, 6, 7, 14, 15);
-  mork_v8 c1 = __builtin_shufflevector(b2, b3, 0, 1, 8, 9, 4, 5, 12, 13) +
-               __builtin_shufflevector(b2, b3, 2, 3, 10, 11, 6, 7, 14, 15);
-  /* c0 = [a0 a1 a2 a3 | a0 a1 a2 a3] halves; add the 128-bit halves */
-  return __builtin_shufflevector(c0, c1, 0, 1, 2, 3, 8, 9, 10, 11) +
-         __builtin_shufflevector(c0, c1, 4, 5, 6, 7, 12, 13, 14, 15);
-}
-
 MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
                          int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   for (int64_t m = m0; m < m1; m++) {
@@ -47,7 +26,7 @@ MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_
         a4 += c * mork_wld8(W, fmt, K, N, n + 4, k), a5 += c * mork_wld8(W, fmt, K, N, n + 5, k);
         a6 += c * mork_wld8(W, fmt, K, N, n + 6, k), a7 += c * mork_wld8(W, fmt, K, N, n + 7, k);
       }
-      mork_v8 s = hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
+      mork_v8 s = mork_hsum8(a0, a1, a2, a3, a4, a5, a6, a7);
       for (; k < K; k++)
         for (int j = 0; j < 8; j++) s[j] += xr[k] * mork_wld1(W, fmt, K, N, n + j, k);
       __builtin_memcpy(y + m * N + n, &s, sizeof s);

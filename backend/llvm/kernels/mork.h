@@ -28,6 +28,53 @@ static inline float mork_hsum(mork_v8 v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
 
+/* the 8 horizontal sums of a0..a7, as one vector (lane i: hsum(ai)) */
+static inline mork_v8 mork_hsum8(mork_v8 a0, mork_v8 a1, mork_v8 a2, mork_v8 a3, mork_v8 a4, mork_v8 a5, mork_v8 a6,
+                            mork_v8 a7) {
+  mork_v8 b0 = __builtin_shufflevector(a0, a1, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a0, a1, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b1 = __builtin_shufflevector(a2, a3, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a2, a3, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b2 = __builtin_shufflevector(a4, a5, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a4, a5, 2, 10, 3, 11, 6, 14, 7, 15);
+  mork_v8 b3 = __builtin_shufflevector(a6, a7, 0, 8, 1, 9, 4, 12, 5, 13) +
+               __builtin_shufflevector(a6, a7, 2, 10, 3, 11, 6, 14, 7, 15);
+  /* b0 = [a0 a1 a0 a1 | a0 a1 a0 a1] partial pairs; combine pairs */
+  mork_v8 c0 = __builtin_shufflevector(b0, b1, 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b0, b1, 2, 3, 10, 11, 6, 7, 14, 15);
+  mork_v8 c1 = __builtin_shufflevector(b2, b3, 0, 1, 8, 9, 4, 5, 12, 13) +
+               __builtin_shufflevector(b2, b3, 2, 3, 10, 11, 6, 7, 14, 15);
+  /* c0 = [a0 a1 a2 a3 | a0 a1 a2 a3] halves; add the 128-bit halves */
+  return __builtin_shufflevector(c0, c1, 0, 1, 2, 3, 8, 9, 10, 11) +
+         __builtin_shufflevector(c0, c1, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+/* e^x for x in [-87, 0] (below: e^-87), 8 at a time: Cephes' expf
+ * (x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial in r, times 2^n),
+ * within 2 ulp of expf. */
+typedef int32_t mork_i8 __attribute__((vector_size(32)));
+static inline mork_v8 mork_exp8(mork_v8 x) {
+  const mork_v8 lo = {-87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f, -87.0f};
+  mork_i8 below = x < lo, xi, li;
+  __builtin_memcpy(&xi, &x, sizeof x);
+  __builtin_memcpy(&li, &lo, sizeof lo);
+  xi = (xi & ~below) | (li & below);
+  __builtin_memcpy(&x, &xi, sizeof x);
+  const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+  mork_v8 n = (x * 1.44269504088896341f + magic) - magic;
+  mork_v8 r = x - n * 0.693359375f - n * -2.12194440e-4f;
+  mork_v8 p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r) + r + 1.0f;
+  mork_i8 e = (__builtin_convertvector(n, mork_i8) + 127) << 23;
+  mork_v8 s;
+  __builtin_memcpy(&s, &e, sizeof s);
+  return p * s;
+}
+
 /* ---- weight formats (runtime/morrt_abi.h MORRT_FMT_*) ----------------------------
  * A matmul weight W[N, K] is stored row-major in one of four formats, chosen
  * by `morc build --weights-dtype` and converted by libmorrt at bind time:
