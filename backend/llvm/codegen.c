@@ -443,9 +443,9 @@ static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x
   LLVMValueRef items = call_k(g, "mork_matmul_items", 2, ia);
   if (!items) return -1;
   LLVMValueRef a[7] = {x, w, ci64(g, wformat(g, W)), y, M, ci64(g, K), ci64(g, N)};
-  /* an item is up to 64 rows by 16 columns */
-  LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 64), "");
-  LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 64), "");
+  /* an item is up to 128 rows (MORK_MB) by 16 columns */
+  LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 128), "");
+  LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 128), "");
   return par_k(g, "mork_matmul_w", 7, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
 }
 

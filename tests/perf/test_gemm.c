@@ -1,7 +1,7 @@
 /* test_gemm.c: the matmul kernels (matmul.c with gemm.c's packed
  * micro-kernel and gemv.c's decode kernel), compiled natively, against a
  * double-precision matmul on awkward shapes: rows not a multiple of the
- * 6/4/2-row blocks or of the 64-row tile, T = 1, prime T, columns not a
+ * 6/4/2-row blocks or of the 128-row tile, T = 1, prime T, columns not a
  * multiple of 16 or 8, K not a multiple of 8, of the q8 group (32) nor of
  * the 256-value packed panel. Every weight format is tested: the stored
  * values are made here from random bits (bf16, f16) or random int8 values

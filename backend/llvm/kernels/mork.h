@@ -141,7 +141,7 @@ static inline float mork_wld1(const void *restrict W, int64_t fmt, int64_t K, in
 
 /* matmul tiling: an item is a block of MORK_MB rows by MORK_NT columns */
 #ifndef MORK_MB
-#define MORK_MB 64
+#define MORK_MB 128
 #endif
 #define MORK_NT 16
 
