@@ -178,14 +178,21 @@ static int fuse_store(fuser *F, mor_op *op) {
   return 1;
 }
 
-/* qkv(gather(X, I), gather(P, I)) -> qkv(X, P, I); matmul_add(a,
- * gather(R, I)) -> matmul_add(a, R, I): gathers become indexed loads. */
+/* the rows of two values are the same (as the verifier decides it) */
+static int rows_same(mor_dim a, mor_dim b) { return a.sym == b.sym && (a.sym >= 0 || a.n == b.n); }
+
+/* qkv(gather(X, I), gather(P, I)) -> qkv(X, P, I) when X and P have the same
+ * rows; matmul_add(a, gather(R, I)) -> matmul_add(a, R, I): gathers become
+ * indexed loads. */
 static int fold_gathers(fuser *F, mor_op *op) {
   if (op->code == MOR_OP_QKV) {
     int has_depth = op->operands[op->n_operands - 1]->type.dtype == MOR_I64;
     if (op->n_operands - has_depth != 2) return 0;
     mor_op *gx = def_of(op->operands[0], MOR_OP_GATHER), *gp = def_of(op->operands[1], MOR_OP_GATHER);
     if (!gx || !gp || gx->operands[1] != gp->operands[1]) return 0;
+    /* the indexed qkv reads rows idx of x and of pos, so they must have the
+     * same rows; gathers of one idx from tables of different rows stay */
+    if (!rows_same(gx->operands[0]->type.dims[0], gp->operands[0]->type.dims[0])) return 0;
     mor_value **ops = mor_alloc(F->m, sizeof(mor_value *) * 4);
     ops[0] = gx->operands[0];
     ops[1] = gp->operands[0];

@@ -15,6 +15,8 @@ typedef struct spec {
   mor_block *root;
   mor_err *err;
   int changed;
+  int n_src; /* the symbols that existed before unrolling */
+  int *src;  /* per such symbol: the values of root whose type introduces it */
 } spec;
 
 /* index of the optional depth operand of op, or -1 */
@@ -52,9 +54,113 @@ static int pick(spec *S, mor_op *op, const char *name, int64_t d) {
   return 0;
 }
 
-/* A per-depth copy of a symbol-typed result: a fresh symbol "<name>_<d>". */
+/* ---- which symbols unrolling may rename --------------------------------------- */
+
+static int names_sym(const mor_type *t, int sym) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i].sym == sym) return 1;
+  return 0;
+}
+
+static int first_of(const mor_type *t, int i) {
+  for (int j = 0; j < i; j++)
+    if (t->dims[j].sym == t->dims[i].sym) return 0;
+  return 1;
+}
+
+static void count_type(const mor_type *t, int *src) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i].sym >= 0 && first_of(t, i)) src[t->dims[i].sym]++;
+}
+
+/* Per symbol, the values whose type introduces it rather than taking it from
+ * an operand: block arguments, results of ops with declared types (select,
+ * where, recur, call) and derived results that no operand gives the symbol.
+ * Values with the same symbol must have the same rows, so unrolling may give
+ * a value a new symbol (or another value's type) only when nothing else
+ * introduces its symbol. */
+static void count_sources(const mor_module *m, const mor_block *b, int *src) {
+  mor_type rt[64];
+  for (int i = 0; i < b->n_args; i++) count_type(&b->args[i]->type, src);
+  for (const mor_op *op = b->first; op; op = op->next) {
+    if (op->region) count_sources(m, op->region, src);
+    int derived = op->code != MOR_OP_CALL && op->n_results <= 64 && mor_derive_types(m, op, rt);
+    for (int r = 0; r < op->n_results; r++) {
+      const mor_type *t = &op->results[r]->type;
+      for (int i = 0; i < t->rank; i++) {
+        int sym = t->dims[i].sym, given = 0;
+        if (sym < 0 || !first_of(t, i)) continue;
+        for (int j = 0; derived && j < op->n_operands && !given; j++) given = names_sym(&op->operands[j]->type, sym);
+        if (!given) src[sym]++;
+      }
+    }
+  }
+}
+
+/* 1 when the rows symbol of a select or where result may become one fresh
+ * symbol per depth: no other value introduces it. */
+static int may_freshen(const spec *S, int sym) { return sym >= S->n_src || S->src[sym] == 1; }
+
+static int same_dims(const mor_type *a, const mor_type *b) {
+  if (a->dtype != b->dtype || a->rank != b->rank) return 0;
+  for (int i = 0; i < a->rank; i++)
+    if (a->dims[i].sym != b->dims[i].sym || (a->dims[i].sym < 0 && a->dims[i].n != b->dims[i].n)) return 0;
+  return 1;
+}
+
+/* 1 when v's type names a symbol that unrolling R renames per depth */
+static int names_renamed(const spec *S, const mor_block *R, const mor_value *v) {
+  for (const mor_op *op = R->first; op; op = op->next)
+    if ((op->code == MOR_OP_SELECT || op->code == MOR_OP_WHERE) && op->results[0]->type.rank >= 1) {
+      int sym = op->results[0]->type.dims[0].sym;
+      if (sym >= 0 && may_freshen(S, sym) && names_sym(&v->type, sym)) return 1;
+    }
+  return 0;
+}
+
+/* Unrolling replaces a carried argument by the init and the yielded values,
+ * and the recur's results by the last yielded ones; where their types differ
+ * (a carried active set of A rows that each depth narrows to C_d rows), a
+ * symbol of the declared type stops meaning "these rows". That is only sound
+ * when no other value introduces the symbol (the region's code cannot have
+ * tied those rows to anything else); refuse the recur otherwise. */
+static int check_carried(spec *S, const mor_op *rec) {
+  const mor_block *R = rec->region;
+  const mor_op *y = R->last && R->last->code == MOR_OP_YIELD ? R->last : NULL;
+  int nc = rec->n_operands;
+  if (!y || y->n_operands != nc || R->n_args != nc + 1 || rec->n_results != nc) return 0; /* the verifier's business */
+  int *moved = mor_xcalloc((size_t)S->n_src + 1, sizeof *moved);
+  int rc = 0;
+  for (int i = 0; i < nc; i++) {
+    const mor_value *arg = R->args[i + 1], *init = rec->operands[i], *next = y->operands[i], *res = rec->results[i];
+    int renamed = names_renamed(S, R, next);
+    if (!same_dims(&arg->type, &init->type) || !same_dims(&arg->type, &next->type) || renamed)
+      for (int d = 0; d < arg->type.rank; d++) {
+        int sym = arg->type.dims[d].sym;
+        if (sym >= 0 && sym < S->n_src && first_of(&arg->type, d)) moved[sym]++;
+      }
+    if (!same_dims(&res->type, &next->type) || renamed)
+      for (int d = 0; d < res->type.rank; d++) {
+        int sym = res->type.dims[d].sym;
+        if (sym >= 0 && sym < S->n_src && first_of(&res->type, d)) moved[sym]++;
+      }
+  }
+  for (int sym = 0; sym < S->n_src && !rc; sym++)
+    if (moved[sym] && S->src[sym] > moved[sym]) {
+      mor_errf(S->err,
+               "'recur': symbol %s is the type of a carried value whose rows change from depth to depth, and "
+               "other values have it too; give the carried value a symbol of its own",
+               MOR_SYM(S->m->syms[sym].name));
+      rc = -1;
+    }
+  free(moved);
+  return rc;
+}
+
+/* A per-depth copy of a symbol-typed result: a fresh symbol "<name>_<d>",
+ * unless other values have its symbol: then the copies keep it. */
 static void fresh_row_sym(spec *S, mor_value *v, int64_t d) {
-  if (v->type.rank < 1 || v->type.dims[0].sym < 0) return;
+  if (v->type.rank < 1 || v->type.dims[0].sym < 0 || !may_freshen(S, v->type.dims[0].sym)) return;
   const mor_sym *old = &S->m->syms[v->type.dims[0].sym];
   char prefix[160];
   snprintf(prefix, sizeof prefix, "%s_%lld", old->name, (long long)d);
@@ -85,6 +191,7 @@ static int unroll(spec *S, mor_op *rec) {
   int64_t n = mor_op_int(rec, "n", 0);
   mor_block *R = rec->region;
   int nc = rec->n_operands;
+  if (check_carried(S, rec)) return -1;
   int map_len = m->next_value_id;
   mor_value **map = mor_xcalloc((size_t)map_len, sizeof *map);
   mor_value **cur = mor_xcalloc((size_t)nc + 1, sizeof *cur);
@@ -320,7 +427,7 @@ static void derive_bounds(spec *S, mor_block *b) {
     if (op->region) derive_bounds(S, op->region);
     if (op->code != MOR_OP_SELECT && op->code != MOR_OP_WHERE) continue;
     mor_dim out = op->results[0]->type.dims[0];
-    if (out.sym < 0) continue;
+    if (out.sym < 0 || !may_freshen(S, out.sym)) continue; /* shared: the declared bound stays */
     int64_t bound;
     if (op->code == MOR_OP_WHERE) {
       bound = sym_bound(m, op->operands[0]->type.dims[0]);
@@ -362,16 +469,24 @@ static void sync_dims(mor_module *m) {
 }
 
 int mor_pass_specialize_depths(mor_module *m, int *changed, mor_err *err) {
-  spec S0 = {m, NULL, err, 0}, *S = &S0;
+  spec S0 = {m, NULL, err, 0, 0, NULL}, *S = &S0;
   for (int f = 0; f < m->n_funcs; f++) {
     S->root = m->funcs[f]->body;
+    free(S->src);
+    S->n_src = m->n_syms;
+    S->src = mor_xcalloc((size_t)m->n_syms + 1, sizeof *S->src);
+    count_sources(m, S->root, S->src);
+    for (int r = 0; r < m->funcs[f]->n_results; r++) count_type(&m->funcs[f]->result_types[r], S->src);
     int found = 0;
     /* top-level recur ops; unrolled copies of nested ones are met later */
     for (mor_op *op = S->root->first, *nx; op; op = nx) {
       nx = op->next;
       if (op->code != MOR_OP_RECUR) continue;
       mor_op *before = op->prev;
-      if (unroll(S, op)) return -1;
+      if (unroll(S, op)) {
+        free(S->src);
+        return -1;
+      }
       found = 1;
       nx = before ? before->next : S->root->first;
     }
@@ -390,6 +505,7 @@ int mor_pass_specialize_depths(mor_module *m, int *changed, mor_err *err) {
     sync_dims(m);
     mor_infer_types(m, S->root, err);
   }
+  free(S->src);
   if (S->changed) mor_compact_syms(m);
   *changed = S->changed;
   return 0;
