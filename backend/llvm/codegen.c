@@ -449,6 +449,33 @@ static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x
   return par_k(g, "mork_matmul_w", 7, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
 }
 
+/* y_i = x W_i^T for the weights in attributes wattr[0..n) (n = 2 or 3),
+ * as one parallel call (mork_matmul3_w). */
+static int matmul_group(lg *g, const mor_op *op, int n, const char *const *wattr, LLVMValueRef x, LLVMValueRef M,
+                        int64_t K, LLVMValueRef *y, int64_t *Nout) {
+  LLVMValueRef w[3] = {cnull(g), cnull(g), cnull(g)}, yy[3] = {cnull(g), cnull(g), cnull(g)};
+  int64_t N[3] = {0, 0, 0}, fmt = 0;
+  for (int i = 0; i < n; i++) {
+    const mor_global *W;
+    w[i] = weight(g, op, wattr[i], ci64(g, 0), &W);
+    if (g->failed) return -1;
+    if (W->type.rank != 2 || W->type.dims[1].n != K)
+      return gfail(g, "weight @%s is not [N, %lld]", MOR_SYM(W->name), (long long)K);
+    N[i] = Nout[i] = W->type.dims[0].n;
+    if (i && wformat(g, W) != fmt) return gfail(g, "the weights of '%s' differ in format", wattr[0]);
+    fmt = wformat(g, W);
+    yy[i] = y[i];
+  }
+  LLVMValueRef ia[4] = {M, ci64(g, N[0]), ci64(g, N[1]), ci64(g, N[2])};
+  LLVMValueRef items = call_k(g, "mork_matmul3_items", 4, ia);
+  if (!items) return -1;
+  LLVMValueRef a[13] = {x, ci64(g, fmt), M, ci64(g, K), w[0], yy[0], ci64(g, N[0]), w[1], yy[1], ci64(g, N[1]),
+                        w[2], yy[2], ci64(g, N[2])};
+  LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 128), "");
+  LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 128), "");
+  return par_k(g, "mork_matmul3_w", 13, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
+}
+
 static int gen_matmul(lg *g, const mor_op *op) {
   const mor_value *x = op->operands[0];
   LLVMValueRef y = res(g, op, 0, R(g, x));
@@ -709,6 +736,15 @@ static int gen_norm_matmul(lg *g, const mor_op *op) {
   return matmul_raw(g, op, "weight", t, flat_rows(g, x), last_dim(&x->type), y, NULL);
 }
 
+/* 1 when the op has a `caches` attribute and none of its entries is @none */
+static int always_caches(const mor_op *op) {
+  const mor_attr *a = mor_op_attr(op, "caches");
+  if (!a || (a->kind != MOR_ATTR_SYMS && a->kind != MOR_ATTR_SYM) || (a->kind == MOR_ATTR_SYMS && a->n < 1)) return 0;
+  for (int i = 0; i < (a->kind == MOR_ATTR_SYM ? 1 : a->n); i++)
+    if (!strcmp(a->kind == MOR_ATTR_SYM ? a->s : a->syms[i], "none")) return 0;
+  return 1;
+}
+
 /* qkv: rows = x[idx] (or x), a = rmsnorm(rows); q = rope(a Wq^T, p); with
  * caches also k = rope(a Wk^T, p), v = a Wv^T appended to caches[depth]
  * unless that entry is @none (then not computed at all). */
@@ -735,6 +771,23 @@ static int gen_qkv(lg *g, const mor_op *op) {
   if (g->failed) return -1;
   LLVMValueRef na[5] = {rows, wn, a, ci64(g, D), cf64(g, attr_float(op, "eps", 1e-6))};
   if (par_k(g, "mork_rmsnorm", 5, na, M, ci64(g, 4 * D))) return -1;
+  if (always_caches(op)) {
+    /* k and v are always computed: q, k, v in one parallel call */
+    static const char *const qkv_w[3] = {"wq", "wk", "wv"};
+    int64_t KVH, width, NN[3];
+    if (attr_int(g, op, "kv_heads", &KVH)) return -1;
+    LLVMValueRef si = store_of(g, op, dep ? R(g, dep) : ci64(g, 0), &width);
+    if (g->failed) return -1;
+    LLVMValueRef qpre = temp(g, op, 3), kpre = temp(g, op, 4), k = temp(g, op, 5), v = temp(g, op, 6);
+    LLVMValueRef ys[3] = {qpre, kpre, v};
+    if (matmul_group(g, op, 3, qkv_w, a, M, D, ys, NN)) return -1;
+    if (NN[0] != H * hd) return gfail(g, "wq gives rows of %lld, not heads x head_dim", (long long)NN[0]);
+    if (NN[1] != KVH * hd || NN[2] != NN[1] || (width >= 0 && width != NN[1]))
+      return gfail(g, "wk/wv rows do not fit kv_heads x head_dim and the caches");
+    LLVMValueRef q = res(g, op, 0, M);
+    if (rope_raw(g, qpre, p, q, M, H, hd, theta) || rope_raw(g, kpre, p, k, M, KVH, hd, theta)) return -1;
+    return kv_write_raw(g, si, k, v, p, M, NN[1]);
+  }
   int64_t Q;
   if (matmul_raw(g, op, "wq", a, M, D, qpre, &Q)) return -1;
   if (Q != H * hd) return gfail(g, "wq gives rows of %lld, not heads x head_dim", (long long)Q);
@@ -767,10 +820,12 @@ static int gen_gate_up(lg *g, const mor_op *op) {
   const mor_value *x = op->operands[0];
   LLVMValueRef m = temp(g, op, 0), gt = temp(g, op, 1), ut = temp(g, op, 2);
   if (rmsnorm_into(g, op, "norm", x, m)) return -1;
-  int64_t D = last_dim(&x->type), F1, F2;
-  LLVMValueRef M = flat_rows(g, x);
-  if (matmul_raw(g, op, "wg", m, M, D, gt, &F1) || matmul_raw(g, op, "wu", m, M, D, ut, &F2)) return -1;
-  if (F1 != F2) return gfail(g, "wg and wu differ in rows");
+  int64_t D = last_dim(&x->type), F[3];
+  LLVMValueRef M = flat_rows(g, x), ys[2] = {gt, ut};
+  static const char *const gu_w[2] = {"wg", "wu"};
+  if (matmul_group(g, op, 2, gu_w, m, M, D, ys, F)) return -1;
+  if (F[0] != F[1]) return gfail(g, "wg and wu differ in rows");
+  int64_t F1 = F[0];
   LLVMValueRef y = res(g, op, 0, R(g, x));
   return silu_mul_raw(g, gt, ut, y, M, F1);
 }

@@ -35,3 +35,24 @@ MORK void mork_matmul(const float *restrict x, const float *restrict W, float *r
                       int64_t N, int64_t b, int64_t e) {
   mork_matmul_w(x, W, MORRT_FMT_F32, y, M, K, N, b, e);
 }
+
+/* Up to three products of the same x in one parallel call (qkv's q, k and v;
+ * gate_up's gate and up): y_i[M, N_i] = x W_i^T, the items of product 0,
+ * then 1, then 2 (N_i = 0: absent). One pool dispatch instead of three: in
+ * decode, where each product is a few microseconds of streaming, the
+ * dispatches and the waits between them are a good part of the time. */
+MORK int64_t mork_matmul3_items(int64_t M, int64_t N0, int64_t N1, int64_t N2) {
+  return mork_matmul_items(M, N0) + (N1 ? mork_matmul_items(M, N1) : 0) + (N2 ? mork_matmul_items(M, N2) : 0);
+}
+
+MORK void mork_matmul3_w(const float *restrict x, int64_t fmt, int64_t M, int64_t K, const void *W0,
+                         float *y0, int64_t N0, const void *W1, float *y1, int64_t N1, const void *W2,
+                         float *y2, int64_t N2, int64_t b, int64_t e) {
+  int64_t i0 = mork_matmul_items(M, N0), i1 = N1 ? mork_matmul_items(M, N1) : 0;
+  int64_t lo = b, hi = e < i0 ? e : i0;
+  if (lo < hi) mork_matmul_w(x, W0, fmt, y0, M, K, N0, lo, hi);
+  lo = (b > i0 ? b : i0) - i0, hi = (e < i0 + i1 ? e : i0 + i1) - i0;
+  if (lo < hi) mork_matmul_w(x, W1, fmt, y1, M, K, N1, lo, hi);
+  lo = (b > i0 + i1 ? b : i0 + i1) - i0 - i1, hi = e - i0 - i1;
+  if (N2 && lo < hi) mork_matmul_w(x, W2, fmt, y2, M, K, N2, lo, hi);
+}
