@@ -15,8 +15,9 @@ typedef struct spec {
   mor_block *root;
   mor_err *err;
   int changed;
-  int n_src; /* the symbols that existed before unrolling */
-  int *src;  /* per such symbol: the values of root whose type introduces it */
+  int n_src;         /* the symbols that existed before unrolling */
+  int *src;          /* per such symbol: the values of root whose type introduces it */
+  const char *risky; /* a symbol check_carried found shared, or NULL */
 } spec;
 
 /* index of the optional depth operand of op, or -1 */
@@ -121,16 +122,18 @@ static int names_renamed(const spec *S, const mor_block *R, const mor_value *v) 
 /* Unrolling replaces a carried argument by the init and the yielded values,
  * and the recur's results by the last yielded ones; where their types differ
  * (a carried active set of A rows that each depth narrows to C_d rows), a
- * symbol of the declared type stops meaning "these rows". That is only sound
- * when no other value introduces the symbol (the region's code cannot have
- * tied those rows to anything else); refuse the recur otherwise. */
-static int check_carried(spec *S, const mor_op *rec) {
+ * symbol of the declared type stops meaning "these rows". That is sound when
+ * no other value introduces the symbol (the region's code cannot have tied
+ * those rows to anything else), and often otherwise too (a select reads the
+ * carried rows without tying them to others). Note the first symbol at risk
+ * in S->risky: if the unrolled module then does not verify, the pass refuses
+ * it (mor_pass_specialize_depths). */
+static void check_carried(spec *S, const mor_op *rec) {
   const mor_block *R = rec->region;
   const mor_op *y = R->last && R->last->code == MOR_OP_YIELD ? R->last : NULL;
   int nc = rec->n_operands;
-  if (!y || y->n_operands != nc || R->n_args != nc + 1 || rec->n_results != nc) return 0; /* the verifier's business */
+  if (!y || y->n_operands != nc || R->n_args != nc + 1 || rec->n_results != nc) return; /* the verifier's business */
   int *moved = mor_xcalloc((size_t)S->n_src + 1, sizeof *moved);
-  int rc = 0;
   for (int i = 0; i < nc; i++) {
     const mor_value *arg = R->args[i + 1], *init = rec->operands[i], *next = y->operands[i], *res = rec->results[i];
     int renamed = names_renamed(S, R, next);
@@ -145,16 +148,9 @@ static int check_carried(spec *S, const mor_op *rec) {
         if (sym >= 0 && sym < S->n_src && first_of(&res->type, d)) moved[sym]++;
       }
   }
-  for (int sym = 0; sym < S->n_src && !rc; sym++)
-    if (moved[sym] && S->src[sym] > moved[sym]) {
-      mor_errf(S->err,
-               "'recur': symbol %s is the type of a carried value whose rows change from depth to depth, and "
-               "other values have it too; give the carried value a symbol of its own",
-               MOR_SYM(S->m->syms[sym].name));
-      rc = -1;
-    }
+  for (int sym = 0; sym < S->n_src && !S->risky; sym++)
+    if (moved[sym] && S->src[sym] > moved[sym]) S->risky = S->m->syms[sym].name;
   free(moved);
-  return rc;
 }
 
 /* A per-depth copy of a symbol-typed result: a fresh symbol "<name>_<d>",
@@ -191,7 +187,7 @@ static int unroll(spec *S, mor_op *rec) {
   int64_t n = mor_op_int(rec, "n", 0);
   mor_block *R = rec->region;
   int nc = rec->n_operands;
-  if (check_carried(S, rec)) return -1;
+  check_carried(S, rec);
   int map_len = m->next_value_id;
   mor_value **map = mor_xcalloc((size_t)map_len, sizeof *map);
   mor_value **cur = mor_xcalloc((size_t)nc + 1, sizeof *cur);
@@ -281,6 +277,13 @@ static int count_top_k(const mor_block *b) {
   return n;
 }
 
+/* 1 when the uses of v may take a value of type t instead: the same rows, or
+ * rows whose symbol no other value has (so nothing ties them to others). */
+static int may_retype(const spec *S, const mor_value *v, const mor_type *t) {
+  int sym = v->type.rank >= 1 ? v->type.dims[0].sym : -1;
+  return same_dims(&v->type, t) || (sym >= 0 && may_freshen(S, sym));
+}
+
 /* Selects that cannot drop tokens, and where-ops decided by the depth. A
  * top_k select is kept when it would be the last one: top_k must still
  * refuse a sequence with cached positions (model-format.md section 4). */
@@ -290,7 +293,8 @@ static int drop_selects(spec *S, mor_block *b) {
     nx = op->next;
     if (op->region) n += drop_selects(S, op->region);
     if (op->code == MOR_OP_SELECT && op->n_operands == 2) {
-      if (capacity_of(op) >= 1.0 && (!is_top_k(op) || count_top_k(S->root) > 1)) {
+      if (capacity_of(op) >= 1.0 && (!is_top_k(op) || count_top_k(S->root) > 1) &&
+          may_retype(S, op->results[0], &op->operands[1]->type)) {
         /* threshold: every active token; top_k: k = floor(T) >= active */
         mor_replace_uses(S->root, op->results[0], op->operands[1]);
         mor_op_remove(op);
@@ -303,9 +307,9 @@ static int drop_selects(spec *S, mor_block *b) {
     if (!const_value(op->operands[1], &d)) continue;
     const char *cmp = mor_op_str(op, "cmp");
     mor_value *dv = op->operands[0];
-    if (cmp && !strcmp(cmp, "ge") && d <= 0) {
+    mor_type t = mor_type_make(MOR_I32, 1, dv->type.dims);
+    if (cmp && !strcmp(cmp, "ge") && d <= 0 && may_retype(S, op->results[0], &t)) {
       /* every row has d >= 0 */
-      mor_type t = mor_type_make(MOR_I32, 1, dv->type.dims);
       mor_op *io = mor_op_new(S->m, MOR_OP_IOTA, 1, &dv, 1, &t);
       if (mor_op_attr(op, "depth")) mor_op_set_int(S->m, io, "depth", mor_op_int(op, "depth", 0));
       mor_insert_before(op, io);
@@ -469,7 +473,7 @@ static void sync_dims(mor_module *m) {
 }
 
 int mor_pass_specialize_depths(mor_module *m, int *changed, mor_err *err) {
-  spec S0 = {m, NULL, err, 0, 0, NULL}, *S = &S0;
+  spec S0 = {m, NULL, err, 0, 0, NULL, NULL}, *S = &S0;
   for (int f = 0; f < m->n_funcs; f++) {
     S->root = m->funcs[f]->body;
     free(S->src);
@@ -506,6 +510,15 @@ int mor_pass_specialize_depths(mor_module *m, int *changed, mor_err *err) {
     mor_infer_types(m, S->root, err);
   }
   free(S->src);
+  mor_err e;
+  if (S->risky && mor_verify_module(m, &e)) {
+    mor_errf(err,
+             "'recur': symbol %s is the type of a carried value whose rows change from depth to depth, and other "
+             "values have it too, so the unrolled module does not verify (%s); give the carried value a symbol of "
+             "its own",
+             MOR_SYM(S->risky), e.msg);
+    return -1;
+  }
   if (S->changed) mor_compact_syms(m);
   *changed = S->changed;
   return 0;
