@@ -14,9 +14,10 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-fuzz}
 secs=${MORC_FUZZ_SECONDS:-30}
 clang=/usr/lib/llvm-19/bin/clang
-# passes (the -O2 pipeline on verified IR) is opt-in (MORC_FUZZ_ONLY=passes) until
-# the specialize-depths bug it found is fixed: docs/errors.md, "Fuzzing".
-harnesses=(config safetensors ir cli tokenizer_load tokenizer_encode)
+# passes: the -O2 pipeline on verified IR (seeds: the IR corpus). It was opt-in
+# until the pipeline passed it; it runs by default since specialize-depths and
+# fuse-shared-block keep rows symbols consistent (docs/errors.md, "Fuzzing").
+harnesses=(config safetensors ir passes cli tokenizer_load tokenizer_encode)
 [ -n "${MORC_FUZZ_ONLY:-}" ] && read -r -a harnesses <<<"$MORC_FUZZ_ONLY"
 
 CC=$clang cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
