@@ -540,7 +540,7 @@ static int outline_class(outliner *O, span *spans, int n_spans, int cls, int gro
     }
     mor_type *rt = mor_xcalloc((size_t)n_esc + 1, sizeof *rt);
     if (mor_call_result_types(m, fn, na, args, rt, F->err)) {
-      mor_err_prefix(F->err, "outlining @%s", fn->name);
+      mor_err_prefix(F->err, "outlining @%s", MOR_SYM(fn->name));
       rc = -1;
     } else {
       mor_op *call = mor_op_new(m, MOR_OP_CALL, na, args, n_esc, rt);

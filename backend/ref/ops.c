@@ -219,8 +219,8 @@ static int kv_append(mor_exec *ex, const mor_op *op, mor_kvstore *c, const mor_g
                      const float *v, const int32_t *pos, int64_t M) {
   if (M == 0) return 0;
   if (c->n + M > c->capacity)
-    return mor_ref_fail(ex, op, "KV cache @%s: capacity exceeded: %lld entries + %lld new > capacity %lld", g->name,
-                        (long long)c->n, (long long)M, (long long)c->capacity);
+    return mor_ref_fail(ex, op, "KV cache @%s: capacity exceeded: %lld entries + %lld new > capacity %lld",
+                        MOR_SYM(g->name), (long long)c->n, (long long)M, (long long)c->capacity);
   if (c->n + M > c->alloc) {
     int64_t na = c->alloc ? c->alloc : 16;
     while (na < c->n + M) na *= 2;
@@ -251,7 +251,7 @@ static int exec_kv_write(mor_exec *ex, const mor_op *op) {
   if (check_rows(ex, op, v, M, "v") || check_rows(ex, op, pos, M, "pos")) return -1;
   if (row_len(k) != c->width || row_len(v) != c->width)
     return mor_ref_fail(ex, op, "K/V rows of %lld/%lld values, cache @%s holds rows of %lld", (long long)row_len(k),
-                        (long long)row_len(v), g->name, (long long)c->width);
+                        (long long)row_len(v), MOR_SYM(g->name), (long long)c->width);
   return kv_append(ex, op, c, g, k->data, v->data, pos->data, M);
 }
 
@@ -273,7 +273,7 @@ static int exec_attention(mor_exec *ex, const mor_op *op) {
   if (H <= 0 || KVH <= 0 || hd <= 0 || H % KVH || q->shape[1] != H * hd || c->width != KVH * hd)
     return mor_ref_fail(ex, op,
                         "heads %lld, kv_heads %lld, head_dim %lld do not fit q rows of %lld and cache @%s rows of %lld",
-                        (long long)H, (long long)KVH, (long long)hd, (long long)q->shape[1], g->name,
+                        (long long)H, (long long)KVH, (long long)hd, (long long)q->shape[1], MOR_SYM(g->name),
                         (long long)c->width);
   mor_rt *y = mor_ref_res(ex, op, 0, MOR_F32, 2, q->shape);
   if (!y) return -1;
@@ -290,7 +290,7 @@ static int exec_attention(mor_exec *ex, const mor_op *op) {
       if (c->pos[e] <= p) sel[n++] = e;
     if (n == 0) {
       rc = mor_ref_fail(ex, op, "row %lld (position %d): cache @%s has no entry at or before it", (long long)m, p,
-                        g->name);
+                        MOR_SYM(g->name));
       break;
     }
     for (int64_t h = 0; h < H; h++) {
@@ -711,7 +711,7 @@ static int exec_qkv(mor_exec *ex, const mor_op *op) {
       if (!c || mor_ref_attr_int(ex, op, "kv_heads", &KVH)) goto done;
       if (KVH <= 0 || KVH * hd != c->width) {
         mor_ref_fail(ex, op, "kv_heads %lld * head_dim %lld does not fit cache @%s rows of %lld", (long long)KVH,
-                     (long long)hd, g->name, (long long)c->width);
+                     (long long)hd, MOR_SYM(g->name), (long long)c->width);
         goto done;
       }
       if (!(k = matmul_attr(ex, op, "wk", a, M, D, KVH * hd, NULL)) ||

@@ -65,14 +65,14 @@ static int op_number(const mor_block *b, const mor_op *target, int *k) {
 static void op_where(const mor_exec *ex, const mor_op *op, char *buf, size_t n) {
   const mor_module *m = ex->r->m;
   if (!op) {
-    snprintf(buf, n, "@%s", ex->f->name);
+    snprintf(buf, n, "@%s", MOR_SYM(ex->f->name));
   } else if (op->line > 0) {
     snprintf(buf, n, "%s:%d:%d: '%s'", m->src_file ? m->src_file : "<input>", op->line, op->col,
              mor_ops[op->code].name);
   } else {
     int k = 1;
     op_number(ex->f->body, op, &k);
-    snprintf(buf, n, "@%s: op #%d ('%s')", ex->f->name, k, mor_ops[op->code].name);
+    snprintf(buf, n, "@%s: op #%d ('%s')", MOR_SYM(ex->f->name), k, mor_ops[op->code].name);
   }
 }
 
@@ -223,7 +223,7 @@ const float *mor_ref_weight(mor_exec *ex, const mor_op *op, const char *attr, in
   }
   const mor_global *g = mor_find_global(ex->r->m, name);
   if (!g || g->kind != MOR_GLOBAL_WEIGHT) {
-    mor_ref_fail(ex, op, "@%s is not a weight global", name);
+    mor_ref_fail(ex, op, "@%s is not a weight global", MOR_SYM(name));
     return NULL;
   }
   int ok = g->type.rank == rank;
@@ -235,7 +235,7 @@ const float *mor_ref_weight(mor_exec *ex, const mor_op *op, const char *attr, in
     for (int i = 0; i < g->type.rank; i++) gd[i] = g->type.dims[i].n;
     shape_str(have, sizeof have, g->type.rank, gd);
     shape_str(want, sizeof want, rank, dims);
-    mor_ref_fail(ex, op, "weight @%s has shape %s, expected %s (-1: any)", name, have, want);
+    mor_ref_fail(ex, op, "weight @%s has shape %s, expected %s (-1: any)", MOR_SYM(name), have, want);
     return NULL;
   }
   if (gout) *gout = g;
@@ -253,11 +253,11 @@ mor_kvstore *mor_ref_cache(mor_exec *ex, const mor_op *op, const char *attr, int
   }
   const mor_global *g = mor_find_global(ex->r->m, name);
   if (!g || g->kind != MOR_GLOBAL_KV) {
-    mor_ref_fail(ex, op, "@%s is not a KV cache global", name);
+    mor_ref_fail(ex, op, "@%s is not a KV cache global", MOR_SYM(name));
     return NULL;
   }
   if (!ex->s) {
-    mor_ref_fail(ex, op, "KV cache @%s used, but the call has no sequence", name);
+    mor_ref_fail(ex, op, "KV cache @%s used, but the call has no sequence", MOR_SYM(name));
     return NULL;
   }
   if (gout) *gout = g;
@@ -270,7 +270,7 @@ static int bind_weight(mor_ref *r, int gi, mor_err *err) {
   const mor_global *g = &r->m->globals[gi];
   const mor_tensor *t = r->w ? mor_weights_find(r->w, g->name) : NULL;
   if (!t) {
-    mor_errf(err, "weight @%s: no tensor '%s' in the weight files", g->name, g->name);
+    mor_errf(err, "weight @%s: no tensor '%s' in the weight files", MOR_SYM(g->name), MOR_SYM(g->name));
     return -1;
   }
   if (t->dtype != g->type.dtype) {
@@ -311,7 +311,7 @@ static int bind_kv(mor_ref *r, mor_err *err) {
     const mor_global *g = &m->globals[i];
     if (g->kind != MOR_GLOBAL_KV || g->alias) continue;
     if (g->type.rank != 3 || g->type.dtype != MOR_F32) {
-      mor_errf(err, "KV cache @%s: type must be f32[capacity, kv_heads, head_dim]", g->name);
+      mor_errf(err, "KV cache @%s: type must be f32[capacity, kv_heads, head_dim]", MOR_SYM(g->name));
       return -1;
     }
     const mor_dim *c = &g->type.dims[0];
@@ -328,18 +328,19 @@ static int bind_kv(mor_ref *r, mor_err *err) {
     while (t->alias) {
       const mor_global *next = mor_find_global(m, t->alias);
       if (!next || next->kind != MOR_GLOBAL_KV) {
-        mor_errf(err, "KV cache @%s: alias @%s is not a KV cache global", t->name, t->alias);
+        mor_errf(err, "KV cache @%s: alias @%s is not a KV cache global", MOR_SYM(t->name), MOR_SYM(t->alias));
         return -1;
       }
       if (++steps > n) {
-        mor_errf(err, "KV cache @%s: aliases form a cycle", g->name);
+        mor_errf(err, "KV cache @%s: aliases form a cycle", MOR_SYM(g->name));
         return -1;
       }
       t = next;
     }
     int k = r->store_of[t - m->globals];
     if (g->type.rank != 3 || g->type.dims[1].n * g->type.dims[2].n != r->store_width[k]) {
-      mor_errf(err, "KV cache @%s: row width differs from that of its alias target @%s", g->name, t->name);
+      mor_errf(err, "KV cache @%s: row width differs from that of its alias target @%s", MOR_SYM(g->name),
+               MOR_SYM(t->name));
       return -1;
     }
     r->store_of[i] = k;
@@ -546,9 +547,9 @@ static int exec_call(mor_exec *ex, const mor_op *op) {
   const char *name = mor_ref_attr_str(ex, op, "callee");
   if (!name) return -1;
   const mor_func *f = mor_find_func(ex->r->m, name);
-  if (!f) return mor_ref_fail(ex, op, "no function @%s in the module", name);
+  if (!f) return mor_ref_fail(ex, op, "no function @%s in the module", MOR_SYM(name));
   if (op->n_operands != f->body->n_args || op->n_results != f->n_results)
-    return mor_ref_fail(ex, op, "@%s takes %d arguments and gives %d results, the call has %d and %d", name,
+    return mor_ref_fail(ex, op, "@%s takes %d arguments and gives %d results, the call has %d and %d", MOR_SYM(name),
                         f->body->n_args, f->n_results, op->n_operands, op->n_results);
   for (int i = 0; i < op->n_operands; i++) {
     mor_rt *t = mor_ref_arg(ex, op, i, -1, -2);
@@ -637,11 +638,11 @@ int mor_ref_call(mor_ref *r, mor_ref_seq *s, const char *func, int n_args, const
                  mor_ref_tensor *results, mor_err *err) {
   const mor_func *f = mor_find_func(r->m, func);
   if (!f) {
-    mor_errf(err, "no function @%s in the module", func);
+    mor_errf(err, "no function @%s in the module", MOR_SYM(func));
     return -1;
   }
   if (n_results != f->n_results) {
-    mor_errf(err, "@%s: %d results requested, the function has %d", func, n_results, f->n_results);
+    mor_errf(err, "@%s: %d results requested, the function has %d", MOR_SYM(func), n_results, f->n_results);
     return -1;
   }
   mor_rt *in = mor_xcalloc((size_t)n_args + 1, sizeof *in);
