@@ -56,6 +56,12 @@ static const char *usage_build =
     "planned); -O0 compiles the high-level IR as it is.\n"
     "\n";
 
+#ifdef MORC_RUNTIME_LIB
+#define MORC_RUNTIME_LIB_PATH MORC_RUNTIME_LIB
+#else
+#define MORC_RUNTIME_LIB_PATH NULL
+#endif
+
 typedef enum { K_EXE, K_LIB, K_BUNDLE, K_OBJ, K_ASM, K_LLVM } kind_t;
 
 static int run_cmd(char *const *argv, int verbose, mor_err *e) {
@@ -81,37 +87,6 @@ static int run_cmd(char *const *argv, int verbose, mor_err *e) {
     return -1;
   }
   return 0;
-}
-
-static int file_exists(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* libmorrt.a: $MORC_RUNTIME_LIB, beside morc (../lib), or where it was built. */
-static char *find_runtime(const char *given, mor_err *e) {
-  if (given) {
-    if (file_exists(given)) return mor_xstrdup(given);
-    mor_errf(e, "--runtime-lib %s: no such file", given);
-    return NULL;
-  }
-  const char *env = getenv("MORC_RUNTIME_LIB");
-  if (env && file_exists(env)) return mor_xstrdup(env);
-  char exe[PATH_MAX];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (k > 0) {
-    exe[k] = 0;
-    char *dir = mor_dirname(exe);
-    char *p = mor_xasprintf("%s/../lib/libmorrt.a", dir);
-    free(dir);
-    if (file_exists(p)) return p;
-    free(p);
-  }
-#ifdef MORC_RUNTIME_LIB
-  if (file_exists(MORC_RUNTIME_LIB)) return mor_xstrdup(MORC_RUNTIME_LIB);
-#endif
-  mor_errf(e, "cannot find libmorrt.a (looked beside morc in ../lib); pass --runtime-lib FILE or set MORC_RUNTIME_LIB");
-  return NULL;
 }
 
 /* A C identifier from the basename of a path: "out/my-model.so" -> "my_model". */
@@ -326,7 +301,8 @@ int morc_cmd_build(int argc, char **argv) {
   }
   if (mor_pm_run(m, pm, stderr, &e) != 0) goto done;
   if (kind == K_EXE || kind == K_LIB) {
-    lib = find_runtime(rtlib, &e);
+    lib = morc_find_file(rtlib, "--runtime-lib", "MORC_RUNTIME_LIB", "../lib/libmorrt.a", MORC_RUNTIME_LIB_PATH,
+                         "libmorrt.a", &e);
     if (!lib) goto done;
   }
   /* weights: a temp file to embed, or NAME.safetensors beside the output */

@@ -49,36 +49,11 @@ static const char *usage_cuda =
     "Pass pipeline options choose the IR the backend plans; the default is -O2.\n"
     "\n";
 
-static int file_exists(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* the runner: --runner, $MORC_CUDA_RUNNER, beside morc, or where it was built */
-static char *find_runner(const char *given, mor_err *e) {
-  if (given) {
-    if (file_exists(given)) return mor_xstrdup(given);
-    mor_errf(e, "--runner %s: no such file", given);
-    return NULL;
-  }
-  const char *env = getenv("MORC_CUDA_RUNNER");
-  if (env && file_exists(env)) return mor_xstrdup(env);
-  char exe[PATH_MAX];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (k > 0) {
-    exe[k] = 0;
-    char *dir = mor_dirname(exe);
-    char *p = mor_xasprintf("%s/morrt-cuda", dir);
-    free(dir);
-    if (file_exists(p)) return p;
-    free(p);
-  }
 #ifdef MORC_CUDA_RUNNER
-  if (file_exists(MORC_CUDA_RUNNER)) return mor_xstrdup(MORC_CUDA_RUNNER);
+#define MORC_CUDA_RUNNER_PATH MORC_CUDA_RUNNER
+#else
+#define MORC_CUDA_RUNNER_PATH NULL
 #endif
-  mor_errf(e, "cannot find the CUDA runner morrt-cuda beside morc; pass --runner FILE or set MORC_CUDA_RUNNER");
-  return NULL;
-}
 
 static int put(FILE *f, const void *p, size_t n, const char *path, mor_err *e) {
   if (n && fwrite(p, 1, n, f) != n) {
@@ -301,7 +276,8 @@ int morc_build_cuda(int argc, char **argv) {
   }
   if (mor_pm_run(m, pm, stderr, &e) != 0) goto done;
   if (k_exe) {
-    runner = find_runner(runner_s, &e);
+    runner = morc_find_file(runner_s, "--runner", "MORC_CUDA_RUNNER", "morrt-cuda", MORC_CUDA_RUNNER_PATH,
+                            "the CUDA runner morrt-cuda", &e);
     if (!runner) goto done;
   }
   cp = mor_cuda_plan(m, &co, &e);

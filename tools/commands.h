@@ -28,6 +28,12 @@ int morc_fail(mor_err *e);
 int morc_ends_with(const char *s, const char *suffix);
 /* Load IR text (.mor; cfg/w set to NULL) or a model description; verified. */
 mor_module *morc_load_any(const char *path, mor_config **cfg, mor_weights **w, mor_err *e);
+/* A file morc needs: `given` (the value of option `flag`; an error when it
+ * does not exist), else $env, else `rel` relative to the directory of the
+ * morc executable, else `built` (where the build put it; may be NULL).
+ * Returns a malloc'd path, or NULL with e saying where it looked. */
+char *morc_find_file(const char *given, const char *flag, const char *env, const char *rel, const char *built,
+                     const char *what, mor_err *e);
 /* To stdout when out is NULL, else atomically to the file. */
 int morc_write_text_output(const char *out, const mor_buf *b, mor_err *e);
 #endif

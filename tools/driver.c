@@ -1,8 +1,11 @@
 /* driver.c: helpers shared by the morc commands: usage errors, error
  * reporting, loading a model or IR file, writing outputs atomically. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tools/commands.h"
 
@@ -66,3 +69,32 @@ int morc_write_text_output(const char *out, const mor_buf *b, mor_err *e) {
   return mor_write_file_atomic(out, b->data, b->len, e);
 }
 
+
+static int file_exists(const char *p) {
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+char *morc_find_file(const char *given, const char *flag, const char *env, const char *rel, const char *built,
+                     const char *what, mor_err *e) {
+  if (given) {
+    if (file_exists(given)) return mor_xstrdup(given);
+    mor_errf(e, "%s %s: no such file", flag, given);
+    return NULL;
+  }
+  const char *ev = getenv(env);
+  if (ev && file_exists(ev)) return mor_xstrdup(ev);
+  char exe[PATH_MAX];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k > 0) {
+    exe[k] = 0;
+    char *dir = mor_dirname(exe);
+    char *p = mor_xasprintf("%s/%s", dir, rel);
+    free(dir);
+    if (file_exists(p)) return p;
+    free(p);
+  }
+  if (built && file_exists(built)) return mor_xstrdup(built);
+  mor_errf(e, "cannot find %s (looked for %s beside morc); pass %s FILE or set %s", what, rel, flag, env);
+  return NULL;
+}
