@@ -3,7 +3,8 @@
  * W in flight (memory-level parallelism; the weights come from DRAM once
  * per token) and 8 accumulators, reduced together by a transpose so the 8
  * results are stored as one vector. Sums follow the 8 lanes of k as the
- * 8-wide blocks of gemm.c's panels do. Weights of a narrower format (bf16,
+ * 8-wide blocks of gemm.c's panels do. The next 8 rows are prefetched into
+ * L2 while a block is summed. Weights of a narrower format (bf16,
  * f16, q8; mork.h) are widened to f32 as they are loaded: fewer bytes from
  * memory per token for the same arithmetic. */
 #include "kernels/mork.h"
@@ -13,13 +14,21 @@ MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_
 
 MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
                          int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  /* bytes of a row of W, and of 8 values of it */
+  int64_t esz = fmt == MORRT_FMT_F32 ? 4 : fmt == MORRT_FMT_Q8 ? 1 : 2;
+  int64_t rowbytes = fmt == MORRT_FMT_Q8 ? mork_q8_stride(K) : K * esz, step = 8 * esz;
   for (int64_t m = m0; m < m1; m++) {
     const float *xr = x + m * K;
     int64_t n = n0;
     for (; n + 8 <= n1; n += 8) {
       mork_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+      /* the next 8 rows are the next block of memory: fetch it into L2 while
+       * this one is summed, an equal share per step (rows of a few hundred
+       * values are too short for the hardware prefetcher to ramp up) */
+      const char *next = (const char *)W + (n + 8) * rowbytes;
       int64_t k = 0;
       for (; k + 8 <= K; k += 8) {
+        for (int64_t l = 0; l < 8 * step; l += 64) __builtin_prefetch(next + k / 8 * 8 * step + l, 0, 2);
         mork_v8 c = mork_ld(xr + k);
         a0 += c * mork_wld8(W, fmt, K, N, n, k), a1 += c * mork_wld8(W, fmt, K, N, n + 1, k);
         a2 += c * mork_wld8(W, fmt, K, N, n + 2, k), a3 += c * mork_wld8(W, fmt, K, N, n + 3, k);
