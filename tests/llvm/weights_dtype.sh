@@ -9,6 +9,9 @@
 #     max(1, max|logit|); the measured worst cases are about half of that,
 #     see bench/accuracy) of the golden f32 logits.
 #  3. A q8 executable gives the JIT's q8 logits, whole and in chunks.
+#  4. Values a format cannot hold: every weight 65536 (beyond f16's 65504)
+#     is an error naming a tensor under f16 (JIT and executable, exit 1),
+#     and fine under bf16.
 # usage: weights_dtype.sh MORC NPYCMP ROOT
 set -euo pipefail
 morc=$1 npycmp=$2 root=$3
@@ -55,4 +58,21 @@ for f in exe exe_chunked; do
   if ! "$npycmp" "$tmp/$f.npy" "$tmp/jit.npy" 1e-4; then echo "FAIL: q8 $f differs from the q8 JIT"; fail=1
   else echo "ok: q8 $f = q8 JIT"; fi
 done
+
+# 4. f16 overflow: a copy of none_sequence whose every weight value is 65536.0
+mkdir -p "$tmp/big"
+cp "$root/examples/none_sequence/model.json" "$tmp/big/"
+st=$root/examples/none_sequence/model.safetensors
+hdr=$(od -An -t u8 -N8 "$st" | tr -d ' ')
+size=$(stat -c %s "$st")
+{ head -c $((8 + hdr)) "$st"; for _ in $(seq 1 $(((size - 8 - hdr) / 4))); do printf '\000\000\200\107'; done; } > "$tmp/big/model.safetensors"
+set +e
+msg=$("$morc" run "$tmp/big/model.json" --backend llvm --weights-dtype f16 --tokens 1,2 2>&1); rc=$?
+"$morc" build "$tmp/big/model.json" -o "$tmp/big/exe" --weights-dtype f16 >/dev/null 2>&1
+emsg=$("$tmp/big/exe" --tokens 1,2 -n 0 2>&1); erc=$?
+"$morc" run "$tmp/big/model.json" --backend llvm --weights-dtype bf16 --tokens 1,2 >/dev/null 2>&1; brc=$?
+set -e
+if [ $rc = 1 ] && [ $erc = 1 ] && [ $brc = 0 ] && [[ "$msg" == *"has a value (65536) beyond the f16 range (65504)"* ]] &&
+   [[ "$emsg" == *"beyond the f16 range"* ]]; then echo "ok: f16 overflow refused ($msg)"
+else echo "FAIL: f16 overflow: run rc=$rc '$msg'; exe rc=$erc '$emsg'; bf16 rc=$brc"; fail=1; fi
 exit $fail
