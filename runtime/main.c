@@ -168,6 +168,30 @@ static void show_routing(const morrt_tokenizer *tok, const int32_t *ids, const i
 
 /* ---- main ---------------------------------------------------------------------- */
 
+/* The storage format of the model's matmul weights (morc build
+ * --weights-dtype), and the bytes all its weights take in memory. */
+static const char *format_name(int64_t f) {
+  return f == MORRT_FMT_BF16 ? "bf16" : f == MORRT_FMT_F16 ? "f16" : f == MORRT_FMT_Q8 ? "q8" : "f32";
+}
+
+static int64_t weight_bytes(const morrt_desc *d, int64_t *fmt) {
+  int64_t total = 0;
+  *fmt = MORRT_FMT_F32;
+  for (int64_t i = 0; i < d->n_weights; i++) {
+    const morrt_weight_desc *w = &d->weights[i];
+    int64_t n = 1;
+    for (int64_t k = 0; k < w->rank; k++) n *= w->shape[k];
+    if (w->format != MORRT_FMT_F32) *fmt = w->format;
+    if (w->format == MORRT_FMT_Q8 && w->rank == 2) {
+      int64_t S = (w->shape[1] + MORRT_Q8_GROUP - 1) / MORRT_Q8_GROUP * MORRT_Q8_GROUP;
+      total += w->shape[0] * S + 4 * w->shape[0] * (S / MORRT_Q8_GROUP);
+    } else {
+      total += n * (w->format == MORRT_FMT_F32 ? 4 : 2);
+    }
+  }
+  return total;
+}
+
 int main(int argc, char **argv) {
   const morrt_desc *d = &morrt_main_model;
   prog = argc > 0 && argv[0] ? strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0] : "model";
@@ -208,12 +232,13 @@ int main(int argc, char **argv) {
       }
     }
   }
+  int64_t wfmt = 0, wbytes = weight_bytes(d, &wfmt);
   if (info) {
     printf("model %s\ntarget %s\ncpu %s\nvocab %lld\nmax positions %lld\ntokens per call %lld\nrecursions %lld\n"
-           "weights %s\narena %lld bytes\nKV caches %lld\n",
+           "weights %s\nweight format %s (matmul weights; %.1f MB in memory)\narena %lld bytes\nKV caches %lld\n",
            d->name, d->target, d->cpu, (long long)d->vocab_size, (long long)d->max_pos, (long long)d->max_tokens,
            (long long)d->num_recursions, d->weights_blob ? "embedded" : d->weights_file ? d->weights_file : "none",
-           (long long)d->arena_bytes, (long long)d->n_kv);
+           format_name(wfmt), (double)wbytes / 1e6, (long long)d->arena_bytes, (long long)d->n_kv);
     return 0;
   }
   if (!prompt == !tokens_s) return die_usage("%s", prompt ? "give --prompt or --tokens, not both" : "missing --prompt TEXT or --tokens IDS");
@@ -409,8 +434,8 @@ int main(int argc, char **argv) {
     for (int64_t r = 0; r <= d->num_recursions; r++) fprintf(stderr, " %lld: %lld", (long long)r, (long long)dc[r]);
     fprintf(stderr, ")\n");
     fprintf(stderr, "KV cache:   %lld bytes in use (%lld caches)\n", (long long)morrt_seq_kv_bytes(s), (long long)d->n_kv);
-    fprintf(stderr, "threads:    %d, seed %llu, weights %s\n", morrt_model_threads(m), (unsigned long long)seed,
-            morrt_model_weights_path(m));
+    fprintf(stderr, "threads:    %d, seed %llu, weights %s (%s, %.1f MB)\n", morrt_model_threads(m),
+            (unsigned long long)seed, morrt_model_weights_path(m), format_name(wfmt), (double)wbytes / 1e6);
   }
   rc = 0;
 out:

@@ -53,6 +53,8 @@ toks=$(tr -d ' \n' < "$gold/tokens.txt")
 "$morc" run "$(model_of $v)" --backend llvm --weights-dtype q8 --tokens "$toks" --logits "$tmp/jit.npy"
 "$morc" build "$(model_of $v)" -o "$tmp/q8" --weights-dtype q8
 "$tmp/q8" --tokens "$toks" -n 0 --logits "$tmp/exe.npy"
+if "$tmp/q8" --info | grep -q "^weight format q8 (matmul weights; "; then echo "ok: --info names the format"
+else echo "FAIL: --info does not say 'weight format q8'"; "$tmp/q8" --info; fail=1; fi
 "$tmp/q8" --tokens "$toks" -n 0 --chunks "$(tr -d ' \n' < "$gold/chunks.txt")" --logits "$tmp/exe_chunked.npy"
 for f in exe exe_chunked; do
   if ! "$npycmp" "$tmp/$f.npy" "$tmp/jit.npy" 1e-4; then echo "FAIL: q8 $f differs from the q8 JIT"; fail=1
