@@ -334,6 +334,26 @@ static int expect_literal(parser *ps, const char *word) {
   return 0;
 }
 
+/* After an item of an array or object: 1 when another follows (the ','
+ * eaten), 0 at the end (the closing bracket eaten), -1 on an error. */
+static int next_item(parser *ps, char close, const char *what) {
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == ',') {
+    ps->p++;
+    skip_ws(ps);
+    if (ps->p < ps->end && *ps->p == close)
+      return fail_at(ps, ps->p, "trailing comma before '%c'", close);
+    return 1;
+  }
+  if (ps->p < ps->end && *ps->p == close) {
+    ps->p++;
+    return 0;
+  }
+  char d[32];
+  describe_at(ps, ps->p, d, sizeof d);
+  return fail_at(ps, ps->p, "expected ',' or '%c' in %s, found %s", close, what, d);
+}
+
 static int parse_array(parser *ps, morrt_json *v) {
   size_t base = ps->nvals;
   ps->p++; /* '[' */
@@ -349,21 +369,11 @@ static int parse_array(parser *ps, morrt_json *v) {
     skip_ws(ps);
     if (parse_value(ps, &item) || push_val(ps, &item))
       return -1;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ',') {
-      ps->p++;
-      skip_ws(ps);
-      if (ps->p < ps->end && *ps->p == ']')
-        return fail_at(ps, ps->p, "trailing comma before ']'");
-      continue;
-    }
-    if (ps->p < ps->end && *ps->p == ']') {
-      ps->p++;
+    int more = next_item(ps, ']', "array");
+    if (more < 0)
+      return -1;
+    if (!more)
       break;
-    }
-    char d[32];
-    describe_at(ps, ps->p, d, sizeof d);
-    return fail_at(ps, ps->p, "expected ',' or ']' in array, found %s", d);
   }
   size_t n = ps->nvals - base;
   morrt_json *items = arena_alloc(ps->doc, n * sizeof *items);
@@ -408,21 +418,11 @@ static int parse_object(parser *ps, morrt_json *v) {
     morrt_json item;
     if (parse_value(ps, &item) || push_val(ps, &item))
       return -1;
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ',') {
-      ps->p++;
-      skip_ws(ps);
-      if (ps->p < ps->end && *ps->p == '}')
-        return fail_at(ps, ps->p, "trailing comma before '}'");
-      continue;
-    }
-    if (ps->p < ps->end && *ps->p == '}') {
-      ps->p++;
+    int more = next_item(ps, '}', "object");
+    if (more < 0)
+      return -1;
+    if (!more)
       break;
-    }
-    char d[32];
-    describe_at(ps, ps->p, d, sizeof d);
-    return fail_at(ps, ps->p, "expected ',' or '}' in object, found %s", d);
   }
   size_t n = ps->nvals - vbase;
   morrt_json_member *m = arena_alloc(ps->doc, n * sizeof *m);
