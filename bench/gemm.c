@@ -8,9 +8,7 @@
  *   gemm-bench bw MIB REPS THREADS       -> "GB/s" (streaming sum)
  * Every number printed is the median of REPS timed runs; morc and OpenBLAS
  * runs alternate so both see the same machine load. */
-#define _GNU_SOURCE /* CPU_SET, pthread_setaffinity_np */
-#include <pthread.h>
-#include <sched.h>
+#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -50,40 +48,6 @@ static float *randbuf(size_t n, unsigned seed) {
   return p;
 }
 
-/* With as many CPUs as threads, every thread of both sides gets a core of
- * its own: the caller on the first allowed CPU, morc's pool thread tid and
- * OpenBLAS's worker tid - 1 on the tid-th. Unpinned, a process sometimes
- * kept two of its three threads on one core for its whole life (morc's
- * worker or OpenBLAS's, at random), halving one side's speed in that run. */
-static int nth_cpu(int n) {
-  cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
-  for (int c = 0, seen = 0; c < CPU_SETSIZE; c++)
-    if (CPU_ISSET(c, &allowed) && seen++ == n) return c;
-  return -1;
-}
-
-static void pin_chunk(void *ctx, int64_t b, int64_t e, int tid) {
-  (void)ctx, (void)b, (void)e;
-  int c = nth_cpu(tid);
-  if (c < 0) return;
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(c, &one);
-  pthread_setaffinity_np(pthread_self(), sizeof one, &one);
-}
-
-static void pin_threads(morrt_pool *pool, int threads) {
-  if (threads < 2 || nth_cpu(threads - 1) < 0) return;
-  morrt_pool_run(pool, pin_chunk, NULL, threads); /* one item per thread: item tid runs on thread tid */
-  for (int t = 1; t < threads; t++) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(nth_cpu(t), &one);
-    openblas_setaffinity(t - 1, sizeof one, &one);
-  }
-}
-
 typedef struct {
   const float *x, *W;
   float *y;
@@ -98,7 +62,7 @@ static void mm_chunk(void *ctx, int64_t b, int64_t e, int tid) {
 
 static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads, int cold) {
   float *x = randbuf((size_t)(T * K), 1), *W0 = randbuf((size_t)(N * K), 2), *W = W0;
-  int64_t copies = cold ? ((128 << 20) / (N * K * 4) + 2) : 1; /* > 128 MiB, and >= 2: each call reads memory */
+  int64_t copies = cold ? ((128 << 20) / (N * K * 4) + 2) : 1;
   float *Ws = W0;
   if (copies > 1) {
     Ws = aligned_alloc(64, (size_t)(copies * N * K * 4));
@@ -107,39 +71,29 @@ static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads, int cold
   float *y0 = calloc((size_t)(T * N), 4), *y1 = calloc((size_t)(T * N), 4);
   morrt_pool *pool = threads > 1 ? morrt_pool_create(threads) : NULL;
   openblas_set_num_threads(threads);
-  /* OpenBLAS starts its threads on its first call: make one, then pin */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 8, 8, 8, 1.0f, x, 8, W0, 8, 0.0f, y1, 8);
-  pin_threads(pool, threads);
   mm_args a = {x, W, y0, T, K, N};
   int64_t items = mork_matmul_items(T, N);
   double *tm = malloc(sizeof(double) * (size_t)reps), *tb = malloc(sizeof(double) * (size_t)reps);
-  /* morc and OpenBLAS alternate, so both see the same moments of a shared
-   * machine. Each repetition starts with 0.15 s of sleep, so that OpenBLAS's
-   * idle threads, which spin for a while after a call, are parked before
-   * morc runs (run at once, they took its cores and doubled its two-thread
-   * times); then each side makes an untimed call, which wakes its threads as
-   * a model's previous kernel would have, and a timed one. Every call reads
-   * its own copy of W in cold mode. */
+  /* morc's repetitions first, then OpenBLAS's: OpenBLAS's idle threads spin
+   * for a while after each call, which would steal the cores of a morc call
+   * run right after it */
   for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
-    int64_t c = 4 * (r + 1);
-    nanosleep(&(struct timespec){0, 150000000}, NULL);
-    a.W = Ws + (c % copies) * N * K;
-    morrt_pool_run(pool, mm_chunk, &a, items);
-    a.W = Ws + ((c + 1) % copies) * N * K;
+    a.W = Ws + ((2 * r + 2) % copies) * N * K; /* cold: each its own copy */
     double t0 = now();
     morrt_pool_run(pool, mm_chunk, &a, items);
-    double t1 = now(), t2 = t1;
-    for (int pass = 0; pass < 2; pass++) {
-      W = Ws + ((c + 2 + pass) % copies) * N * K;
-      if (pass) t2 = now();
-      if (T == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, W, (int)K, x, 1, 0.0f, y1, 1);
-      else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f,
-                    y1, (int)N);
-    }
-    double t3 = now();
-    if (r >= 0) tm[r] = t1 - t0, tb[r] = t3 - t2;
+    if (r >= 0) tm[r] = now() - t0;
   }
+  nanosleep(&(struct timespec){0, 200000000}, NULL);
+  for (int r = -1; r < reps; r++) {
+    W = Ws + ((2 * r + 3) % copies) * N * K;
+    double t1 = now();
+    if (T == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, 1.0f, W, (int)K, x, 1, 0.0f, y1, 1);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)N, (int)K, 1.0f, x, (int)K, W, (int)K, 0.0f, y1,
+                  (int)N);
+    if (r >= 0) tb[r] = now() - t1;
+  }
+  nanosleep(&(struct timespec){0, 200000000}, NULL);
   double md = 0;
   for (int64_t i = 0; i < T * N; i++) md = fmax(md, fabs((double)y0[i] - y1[i]));
   printf("%.4f %.4f %.3g\n", 1e3 * median(tm, reps), 1e3 * median(tb, reps), md);
