@@ -122,7 +122,7 @@ static int write_weights(const char *path, const mor_module *m, const mor_weight
     const mor_tensor *src = mor_weights_find(w, g->name);
     if (!src) {
       free(t);
-      mor_errf(e, "weight @%s is not in the model's weight files", g->name);
+      mor_errf(e, "weight @%s is not in the model's weight files", MOR_SYM(g->name));
       return -1;
     }
     t[n].name = src->name;

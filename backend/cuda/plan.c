@@ -284,7 +284,7 @@ static int flatten_op(planner *P, const mor_op *op) {
     for (int i = 0; i < op->n_operands; i++) P->env[f->body->args[i]->id] = in[i];
     int *y = NULL, ny = 0;
     if (flatten(P, f->body, &y, &ny) == 0) {
-      if (ny != op->n_results) pfail(P, op, "@%s returns %d values, the call has %d results", f->name, ny, op->n_results);
+      if (ny != op->n_results) pfail(P, op, "@%s returns %d values, the call has %d results", MOR_SYM(f->name), ny, op->n_results);
       for (int i = 0; i < op->n_results && i < ny; i++) P->env[op->results[i]->id] = y[i];
     }
     P->depth_calls--;
@@ -428,7 +428,7 @@ static int plan_globals(planner *P) {
     if (g->kind != MOR_GLOBAL_KV || g->alias) continue;
     if (g->type.rank != 3 || g->type.dtype != MOR_F32) {
       free(cls);
-      return pfail(P, NULL, "KV global @%s: expected f32[capacity, kv_heads, head_dim]", g->name);
+      return pfail(P, NULL, "KV global @%s: expected f32[capacity, kv_heads, head_dim]", MOR_SYM(g->name));
     }
     cu_store *s = &p->kv[p->n_st_kv];
     s->g = g;
@@ -449,7 +449,7 @@ static int plan_globals(planner *P) {
     }
     if (t < 0 || p->kv_of_global[t] < 0) {
       free(cls);
-      return pfail(P, NULL, "KV global @%s aliases @%s, which is not a KV cache", g->name, g->alias);
+      return pfail(P, NULL, "KV global @%s aliases @%s, which is not a KV cache", MOR_SYM(g->name), MOR_SYM(g->alias));
     }
     p->kv_of_global[i] = p->kv_of_global[t];
   }
