@@ -250,7 +250,8 @@ static int parse_header(builder *b, const char *file, const uint8_t *map, uint64
     t->file = fname;
   }
   cJSON_Delete(root);
-  if (!rc) rc = check_overlaps(file, b->w->tensors + first, b->w->n_tensors - first, data, err);
+  /* (no tensor at all: nothing to check, and tensors may still be NULL) */
+  if (!rc && b->w->n_tensors > first) rc = check_overlaps(file, b->w->tensors + first, b->w->n_tensors - first, data, err);
   return rc;
 }
 
@@ -303,7 +304,7 @@ static int tensor_cmp(const void *a, const void *b) {
 
 /* Sort by name; a name held twice is an error. */
 static int finish(mor_weights *w, mor_err *err) {
-  qsort(w->tensors, (size_t)w->n_tensors, sizeof(mor_tensor), tensor_cmp);
+  if (w->n_tensors > 1) qsort(w->tensors, (size_t)w->n_tensors, sizeof(mor_tensor), tensor_cmp);
   for (int i = 1; i < w->n_tensors; i++)
     if (!strcmp(w->tensors[i - 1].name, w->tensors[i].name)) {
       const mor_tensor *a = &w->tensors[i - 1], *c = &w->tensors[i];
@@ -395,7 +396,7 @@ static int open_index(builder *b, const char *path, mor_err *err) {
     }
     map[n_map++] = (map_entry){e->string, s};
   }
-  qsort(map, (size_t)n_map, sizeof(map_entry), map_entry_cmp);
+  if (n_map > 1) qsort(map, (size_t)n_map, sizeof(map_entry), map_entry_cmp);
   for (int i = 1; i < n_map; i++)
     if (!strcmp(map[i - 1].name, map[i].name)) {
       mor_errf(err, "%s: weight_map[\"%s\"]: key appears twice", path, mor_esc(map[i].name, name, sizeof name));

@@ -170,7 +170,7 @@ out:
 }
 
 static int finish(morrt_st *st, char *err, size_t errlen) {
-  qsort(st->t, (size_t)st->n, sizeof *st->t, cmp_tensor);
+  if (st->n > 1) qsort(st->t, (size_t)st->n, sizeof *st->t, cmp_tensor);
   for (int i = 1; i < st->n; i++)
     if (!strcmp(st->t[i].name, st->t[i - 1].name)) {
       seterr(err, errlen, "%s: tensor '%s' appears twice", st->path, st->t[i].name);
