@@ -598,6 +598,40 @@ MOR_DEV void fam_kv_append(const float *k, const float *v, const int *rows, cons
   mor_commit(ticket, kvn, n0 + M < cap ? n0 + M : (int)cap);
 }
 
+/* One step of a warp's flash-style attention: the 32 cache entries from j0
+ * (those below `end` at positions <= p), lane's entry scored against qs,
+ * the running max mrun and sum l rescaled, and the entries' V rows (KV
+ * group g) added into the lane's DPL values of o (value lane + 32 i). */
+template <int HD, int W, int DPL>
+MOR_DEV void mor_attn_step(const float *qs, const float *kk, const float *vv, const int *kpos, int g, int p, int j0,
+                           int end, int lane, float scale, float &mrun, float &l, float *o) {
+  int e = j0 + lane;
+  bool valid = e < end && kpos[e] <= p;
+  float sc = MOR_NEG_INF;
+  if (valid) {
+    const float *kr = kk + (mor_i64)e * W + g * HD;
+    float d = 0.0f;
+    for (int i = 0; i < HD; i++) d += qs[i] * kr[i];
+    sc = d * scale;
+  }
+  float mnew = fmaxf(mrun, mor_warp_max(sc));
+  if (mnew == MOR_NEG_INF) return; /* warp-uniform */
+  float corr = expf(mrun - mnew);
+  float pj = valid ? expf(sc - mnew) : 0.0f;
+  l = l * corr + mor_warp_sum(pj);
+  for (int i = 0; i < DPL; i++) o[i] *= corr;
+  int cnt = end - j0 < 32 ? end - j0 : 32;
+  for (int j = 0; j < cnt; j++) {
+    float pv = __shfl_sync(MOR_FULL, pj, j);
+    const float *vr = vv + (mor_i64)(j0 + j) * W + g * HD;
+    for (int i = 0; i < DPL; i++) {
+      int d = lane + 32 * i;
+      if (d < HD) o[i] += pv * vr[d];
+    }
+  }
+  mrun = mnew;
+}
+
 /* ---- attention ---------------------------------------------------------------
  * y[m, head h] = softmax(q k^T / sqrt(HD)) v over the entries of the KV store
  * whose position <= pos[m]. Entries are appended in position order, so they
@@ -633,33 +667,8 @@ MOR_DEV void fam_attention(const float *q, const int *rows, const int *pos, cons
   const float scale = (float)(1.0 / sqrt((double)HD));
   float mrun = MOR_NEG_INF, l = 0.0f, o[DPL];
   for (int i = 0; i < DPL; i++) o[i] = 0.0f;
-  for (int j0 = sp * 32; j0 < limit; j0 += S * 32) {
-    int e = j0 + lane;
-    bool valid = e < limit && kpos[e] <= p;
-    float sc = MOR_NEG_INF;
-    if (valid) {
-      const float *kr = kk + (mor_i64)e * W + g * HD;
-      float d = 0.0f;
-      for (int i = 0; i < HD; i++) d += qs[warp][i] * kr[i];
-      sc = d * scale;
-    }
-    float mnew = fmaxf(mrun, mor_warp_max(sc));
-    if (mnew == MOR_NEG_INF) continue; /* warp-uniform */
-    float corr = expf(mrun - mnew);
-    float pj = valid ? expf(sc - mnew) : 0.0f;
-    l = l * corr + mor_warp_sum(pj);
-    for (int i = 0; i < DPL; i++) o[i] *= corr;
-    int cnt = limit - j0 < 32 ? limit - j0 : 32;
-    for (int j = 0; j < cnt; j++) {
-      float pv = __shfl_sync(MOR_FULL, pj, j);
-      const float *vr = vv + (mor_i64)(j0 + j) * W + g * HD;
-      for (int i = 0; i < DPL; i++) {
-        int d = lane + 32 * i;
-        if (d < HD) o[i] += pv * vr[d];
-      }
-    }
-    mrun = mnew;
-  }
+  for (int j0 = sp * 32; j0 < limit; j0 += S * 32)
+    mor_attn_step<HD, W, DPL>(qs[warp], kk, vv, kpos, g, p, j0, limit, lane, scale, mrun, l, o);
   if (S == 1) {
     if (act)
       for (int i = 0; i < DPL; i++) {
@@ -723,33 +732,8 @@ MOR_DEV void fam_attention_dec(const float *q, const int *rows, const int *pos, 
   const float scale = (float)(1.0 / sqrt((double)HD));
   float mrun = MOR_NEG_INF, l = 0.0f, o[DPL];
   for (int i = 0; i < DPL; i++) o[i] = 0.0f;
-  for (int j0 = e0 + warp * 32; j0 < e1; j0 += 8 * 32) {
-    int e = j0 + lane;
-    bool valid = e < e1 && kpos[e] <= p;
-    float sc = MOR_NEG_INF;
-    if (valid) {
-      const float *kr = kk + (mor_i64)e * W + g * HD;
-      float d = 0.0f;
-      for (int i = 0; i < HD; i++) d += qs[i] * kr[i];
-      sc = d * scale;
-    }
-    float mnew = fmaxf(mrun, mor_warp_max(sc));
-    if (mnew == MOR_NEG_INF) continue; /* warp-uniform */
-    float corr = expf(mrun - mnew);
-    float pj = valid ? expf(sc - mnew) : 0.0f;
-    l = l * corr + mor_warp_sum(pj);
-    for (int i = 0; i < DPL; i++) o[i] *= corr;
-    int cnt = e1 - j0 < 32 ? e1 - j0 : 32;
-    for (int j = 0; j < cnt; j++) {
-      float pv = __shfl_sync(MOR_FULL, pj, j);
-      const float *vr = vv + (mor_i64)(j0 + j) * W + g * HD;
-      for (int i = 0; i < DPL; i++) {
-        int d = lane + 32 * i;
-        if (d < HD) o[i] += pv * vr[d];
-      }
-    }
-    mrun = mnew;
-  }
+  for (int j0 = e0 + warp * 32; j0 < e1; j0 += 8 * 32)
+    mor_attn_step<HD, W, DPL>(qs, kk, vv, kpos, g, p, j0, e1, lane, scale, mrun, l, o);
   if (lane == 0) {
     sm[warp] = mrun;
     sl[warp] = l;

@@ -429,28 +429,8 @@ static int gen_rmsnorm(lg *g, const mor_op *op) {
   return rmsnorm_into(g, op, "weight", x, res(g, op, 0, R(g, x)));
 }
 
-/* y[M, N] = x[M, K] W^T with W the weight in attribute wattr. */
-static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x, LLVMValueRef M, int64_t K,
-                      LLVMValueRef y, int64_t *Nout) {
-  const mor_global *W;
-  LLVMValueRef w = weight(g, op, wattr, ci64(g, 0), &W);
-  if (g->failed) return -1;
-  if (W->type.rank != 2 || W->type.dims[1].n != K)
-    return gfail(g, "weight @%s is not [N, %lld]", MOR_SYM(W->name), (long long)K);
-  int64_t N = W->type.dims[0].n;
-  if (Nout) *Nout = N;
-  LLVMValueRef ia[2] = {M, ci64(g, N)};
-  LLVMValueRef items = call_k(g, "mork_matmul_items", 2, ia);
-  if (!items) return -1;
-  LLVMValueRef a[7] = {x, w, ci64(g, wformat(g, W)), y, M, ci64(g, K), ci64(g, N)};
-  /* an item is up to 128 rows (MORK_MB) by 16 columns */
-  LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 128), "");
-  LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 128), "");
-  return par_k(g, "mork_matmul_w", 7, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
-}
-
-/* y_i = x W_i^T for the weights in attributes wattr[0..n) (n = 2 or 3),
- * as one parallel call (mork_matmul3_w). */
+/* y_i = x W_i^T for the weights in attributes wattr[0..n) (n = 1 to 3),
+ * as one parallel call (mork_matmul3_w); Nout[i] (may be NULL) gets N_i. */
 static int matmul_group(lg *g, const mor_op *op, int n, const char *const *wattr, LLVMValueRef x, LLVMValueRef M,
                         int64_t K, LLVMValueRef *y, int64_t *Nout) {
   LLVMValueRef w[3] = {cnull(g), cnull(g), cnull(g)}, yy[3] = {cnull(g), cnull(g), cnull(g)};
@@ -461,7 +441,8 @@ static int matmul_group(lg *g, const mor_op *op, int n, const char *const *wattr
     if (g->failed) return -1;
     if (W->type.rank != 2 || W->type.dims[1].n != K)
       return gfail(g, "weight @%s is not [N, %lld]", MOR_SYM(W->name), (long long)K);
-    N[i] = Nout[i] = W->type.dims[0].n;
+    N[i] = W->type.dims[0].n;
+    if (Nout) Nout[i] = N[i];
     if (i && wformat(g, W) != fmt) return gfail(g, "the weights of '%s' differ in format", wattr[0]);
     fmt = wformat(g, W);
     yy[i] = y[i];
@@ -474,6 +455,12 @@ static int matmul_group(lg *g, const mor_op *op, int n, const char *const *wattr
   LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 128), "");
   LLVMValueRef rows = LLVMBuildSelect(g->b, small, M, ci64(g, 128), "");
   return par_k(g, "mork_matmul3_w", 13, a, items, mul(g, rows, ci64(g, 2 * 16 * K)));
+}
+
+/* y[M, N] = x[M, K] W^T with W the weight in attribute wattr. */
+static int matmul_raw(lg *g, const mor_op *op, const char *wattr, LLVMValueRef x, LLVMValueRef M, int64_t K,
+                      LLVMValueRef y, int64_t *Nout) {
+  return matmul_group(g, op, 1, &wattr, x, M, K, &y, Nout);
 }
 
 static int gen_matmul(lg *g, const mor_op *op) {
@@ -1192,16 +1179,13 @@ static void weight_formats(lg *g) {
   free(use);
 }
 
-int mor_llvm_weights_format(const char *name) {
-  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
-  for (int i = 0; i < 4; i++)
-    if (name && !strcmp(name, names[i])) return i;
-  return -1;
-}
+/* by MORRT_FMT_* */
+static const char *const format_names[] = {"f32", "bf16", "f16", "q8"};
 
-const char *mor_llvm_weights_format_name(int fmt) {
-  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
-  return fmt >= 0 && fmt < 4 ? names[fmt] : "?";
+int mor_llvm_weights_format(const char *name) {
+  for (int i = 0; i < 4; i++)
+    if (name && !strcmp(name, format_names[i])) return i;
+  return -1;
 }
 
 static int bind_globals(lg *g) {

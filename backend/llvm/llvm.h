@@ -43,9 +43,8 @@ typedef struct mor_llvm_opts {
   int weights_format;         /* MORRT_FMT_* of matmul weights (0: f32); see mor_llvm_weights_format */
 } mor_llvm_opts;
 
-/* "f32", "bf16", "f16", "q8" -> MORRT_FMT_* (-1: unknown), and back. */
+/* "f32", "bf16", "f16", "q8" -> MORRT_FMT_* (-1: unknown). */
 int mor_llvm_weights_format(const char *name);
-const char *mor_llvm_weights_format_name(int fmt);
 
 void mor_llvm_opts_default(mor_llvm_opts *o);
 /* 1 when triple (normalized) is the host's */
