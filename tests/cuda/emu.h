@@ -7,6 +7,14 @@
  * (mor_emu_<kernel>, emitted under MORC_EMU by backend/cuda/emit.c); the
  * emulated driver (emu_driver.c) calls them. Every thread of a block is a
  * coroutine (ucontext) on its own stack; blocks run one after another.
+ * MORC_EMU_SCHEDULE picks the order: "forward" (default: blocks and
+ * threads in index order, each thread running to its next barrier),
+ * "reverse", or "shuffle:SEED" (a new random thread order at every round
+ * and a random block order). A kernel whose result depends on the order
+ * has a race on a GPU too: a thread reading shared or global memory that
+ * another thread writes between the same two barriers, code that relies on
+ * warp lanes running in lockstep without __syncwarp, or blocks that assume
+ * an order. tests/cuda/emu_schedules.sh requires identical bits.
  * __syncthreads waits for every live thread of the block, warp collectives
  * (__shfl*_sync, __ballot_sync, __syncwarp, mma) for the 32 lanes of the
  * warp; a thread that exits while others wait at a barrier it would have
@@ -101,6 +109,47 @@ struct emu_ctx {
   int cap;
 };
 static emu_ctx mor_emu_E;
+
+/* the schedule (MORC_EMU_SCHEDULE): 0 forward, 1 reverse, 2 shuffle */
+static int emu_sched_mode = -1;
+static uint64_t emu_rng = 0x9e3779b97f4a7c15ull;
+static void emu_sched_init(void) {
+  if (emu_sched_mode >= 0) return;
+  const char *s = getenv("MORC_EMU_SCHEDULE");
+  emu_sched_mode = 0;
+  if (!s || !*s || !strcmp(s, "forward")) return;
+  if (!strcmp(s, "reverse")) {
+    emu_sched_mode = 1;
+    return;
+  }
+  if (!strncmp(s, "shuffle:", 8) && s[8]) {
+    char *end;
+    unsigned long long seed = strtoull(s + 8, &end, 10);
+    if (!*end) {
+      emu_sched_mode = 2;
+      emu_rng ^= seed * 0xbf58476d1ce4e5b9ull;
+      return;
+    }
+  }
+  fprintf(stderr, "CUDA emulation: MORC_EMU_SCHEDULE must be forward, reverse or shuffle:SEED, not '%s'\n", s);
+  exit(2);
+}
+static unsigned emu_rand(unsigned n) { /* splitmix64, uniform enough for a permutation */
+  uint64_t z = (emu_rng += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return (unsigned)((z ^ (z >> 31)) % n);
+}
+/* order[0..n): the sequence in which to visit n items under the schedule */
+static void emu_order(unsigned *order, unsigned n) {
+  for (unsigned i = 0; i < n; i++) order[i] = emu_sched_mode == 1 ? n - 1 - i : i;
+  if (emu_sched_mode == 2)
+    for (unsigned i = n; i > 1; i--) {
+      unsigned j = emu_rand(i), t = order[i - 1];
+      order[i - 1] = order[j];
+      order[j] = t;
+    }
+}
 
 #define threadIdx (mor_emu_E.cur->tid)
 #define blockIdx (mor_emu_E.bid)
@@ -273,10 +322,12 @@ static void emu_run_block(void) {
     t->xphase = 0;
     t->state = EMU_RUN;
   }
+  unsigned order[1024];
   for (;;) {
     int ran = 0;
-    for (int i = 0; i < E->n; i++) {
-      emu_thread *t = &E->th[i];
+    emu_order(order, (unsigned)E->n);
+    for (int k = 0; k < E->n; k++) {
+      emu_thread *t = &E->th[order[k]];
       if (t->state != EMU_RUN) continue;
       E->cur = t;
 #ifdef EMU_FAST_SWITCH
@@ -316,7 +367,7 @@ static void emu_run_block(void) {
   }
 }
 
-/* Run one kernel launch: every block in order, the threads as coroutines. */
+/* Run one kernel launch: every block in the schedule's order, the threads as coroutines. */
 extern "C" int mor_emu_run(void (*tramp)(void **), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, void **args) {
   emu_ctx *E = &mor_emu_E;
@@ -328,12 +379,26 @@ extern "C" int mor_emu_run(void (*tramp)(void **), unsigned gx, unsigned gy, uns
   E->n = (int)n;
   E->tramp = tramp;
   E->args = args;
-  for (unsigned z = 0; z < gz; z++)
-    for (unsigned y = 0; y < gy; y++)
-      for (unsigned x = 0; x < gx; x++) {
-        E->bid = dim3{x, y, z};
-        emu_run_block();
-      }
+  emu_sched_init();
+  uint64_t nb = (uint64_t)gx * gy * gz;
+  if (emu_sched_mode == 0 || nb > (1u << 24)) {
+    for (unsigned z = 0; z < gz; z++)
+      for (unsigned y = 0; y < gy; y++)
+        for (unsigned x = 0; x < gx; x++) {
+          E->bid = dim3{x, y, z};
+          emu_run_block();
+        }
+    return 0;
+  }
+  unsigned *order = (unsigned *)malloc(sizeof(unsigned) * nb);
+  if (!order) return -1;
+  emu_order(order, (unsigned)nb);
+  for (uint64_t k = 0; k < nb; k++) {
+    unsigned b = order[k];
+    E->bid = dim3{b % gx, b / gx % gy, b / (gx * gy)};
+    emu_run_block();
+  }
+  free(order);
   return 0;
 }
 
