@@ -78,10 +78,42 @@ void morrt_cu_unload(morrt_cu *cu) {
   free(cu);
 }
 
+/* Names for the codes a run is most likely to meet, for when the driver
+ * cannot name them itself (the toolkit's stub libcuda.so, a broken
+ * install): the values are cuda.h's CUresult. */
+static const struct {
+  int code;
+  const char *name, *what;
+} cu_known[] = {
+    {1, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {2, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {3, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {34, "CUDA_ERROR_STUB_LIBRARY", "the CUDA toolkit's stub libcuda.so was loaded instead of a real driver"},
+    {35, "CUDA_ERROR_INSUFFICIENT_DRIVER", "the driver is older than this program needs"},
+    {46, "CUDA_ERROR_DEVICE_UNAVAILABLE", "the GPU is busy or unavailable"},
+    {100, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {209, "CUDA_ERROR_NO_BINARY_FOR_GPU", "no kernel image is available for this GPU"},
+    {218, "CUDA_ERROR_INVALID_PTX", "the PTX JIT compilation failed"},
+    {222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION", "the PTX was made by a newer toolkit than the driver supports"},
+    {700, "CUDA_ERROR_ILLEGAL_ADDRESS", "a kernel accessed an illegal address"},
+    {701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
+    {719, "CUDA_ERROR_LAUNCH_FAILED", "a kernel failed"},
+    {803, "CUDA_ERROR_SYSTEM_DRIVER_MISMATCH", "the driver library and the kernel module differ in version"},
+    {999, "CUDA_ERROR_UNKNOWN", "unknown error"},
+};
+
 const char *morrt_cu_errstr(const morrt_cu *cu, CUresult r, char *buf, size_t n) {
   const char *name = NULL, *str = NULL;
-  if (cu && cu->GetErrorName) cu->GetErrorName(r, &name);
-  if (cu && cu->GetErrorString) cu->GetErrorString(r, &str);
-  snprintf(buf, n, "%s (%s)", name ? name : "CUDA error", str ? str : "unknown");
+  if (cu && cu->GetErrorName && cu->GetErrorName(r, &name) != MORRT_CU_SUCCESS) name = NULL;
+  if (cu && cu->GetErrorString && cu->GetErrorString(r, &str) != MORRT_CU_SUCCESS) str = NULL;
+  for (size_t i = 0; i < sizeof cu_known / sizeof cu_known[0] && (!name || !str); i++)
+    if (cu_known[i].code == r) {
+      if (!name) name = cu_known[i].name;
+      if (!str) str = cu_known[i].what;
+    }
+  if (name)
+    snprintf(buf, n, "%s (%s)", name, str ? str : "no description");
+  else
+    snprintf(buf, n, "CUDA error %d (%s)", (int)r, str ? str : "no description");
   return buf;
 }

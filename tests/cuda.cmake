@@ -10,7 +10,8 @@ if(MORC_HAVE_CUDA)
   set(MORC_PTXAS ${MORC_CUDA_ROOT}/bin/ptxas)
   add_executable(test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cuda.c)
   target_link_libraries(test_cuda PRIVATE morcuda morfront morrt PkgConfig::CHECK)
-  target_compile_definitions(test_cuda PRIVATE MORC_EXAMPLES="${CMAKE_SOURCE_DIR}/examples")
+  target_compile_definitions(test_cuda PRIVATE MORC_EXAMPLES="${CMAKE_SOURCE_DIR}/examples"
+                                               MORC_CUDA_STUB="${MORC_CUDA_ROOT}/lib64/stubs/libcuda.so")
   add_test(NAME cuda_unit COMMAND test_cuda)
   set_tests_properties(cuda_unit PROPERTIES LABELS cuda)
 

@@ -4,6 +4,7 @@
  * an NVRTC failure names the kernel and shows the log, and the driver shim
  * reports a missing driver. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,6 +159,41 @@ START_TEST(no_driver) {
 }
 END_TEST
 
+/* error codes are named even when the driver cannot name them (a stub library) */
+START_TEST(error_names) {
+  char b[256];
+  ck_assert_str_eq(morrt_cu_errstr(NULL, 700, b, sizeof b),
+                   "CUDA_ERROR_ILLEGAL_ADDRESS (a kernel accessed an illegal address)");
+  ck_assert_ptr_nonnull(strstr(morrt_cu_errstr(NULL, 34, b, sizeof b), "CUDA_ERROR_STUB_LIBRARY (the CUDA toolkit's stub"));
+  ck_assert_str_eq(morrt_cu_errstr(NULL, 12345, b, sizeof b), "CUDA error 12345 (no description)");
+}
+END_TEST
+
+/* The toolkit's stub libcuda.so exports every entry point of the installed
+ * CUDA's driver API: the shim must find each versioned name there, and a run
+ * on the stub must say what it loaded. */
+START_TEST(stub_driver) {
+  const char *stub = MORC_CUDA_STUB;
+  FILE *f = fopen(stub, "rb");
+  if (!f) {
+    printf("note: %s not found: stub_driver skipped\n", stub);
+    return;
+  }
+  fclose(f);
+  setenv("MORRT_CUDA_DRIVER", stub, 1);
+  char err[512] = "";
+  morrt_cu *cu = morrt_cu_load(err, sizeof err);
+  ck_assert_msg(cu != NULL, "the shim did not load the stub: %s", err);
+  morrt_cu_unload(cu);
+  morcu_plan p;
+  memset(&p, 0, sizeof p);
+  morrt_cuda *rt;
+  ck_assert_int_eq(morrt_cuda_open(&p, NULL, 0, 1, &rt, err, sizeof err), MORRT_CUDA_NO_GPU);
+  ck_assert_msg(strstr(err, "no CUDA driver or GPU found") && strstr(err, "CUDA_ERROR_STUB_LIBRARY"), "%s", err);
+  unsetenv("MORRT_CUDA_DRIVER");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("cuda");
   TCase *t = tcase_create("backend");
@@ -168,6 +204,8 @@ int main(void) {
   tcase_add_test(t, bad_arch);
   tcase_add_test(t, nvrtc_failure_names_the_kernel);
   tcase_add_test(t, no_driver);
+  tcase_add_test(t, error_names);
+  tcase_add_test(t, stub_driver);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);
