@@ -16,7 +16,10 @@
 # The split exists because the GPU machines of this project's workplace carry
 # CUDA but not morc's build dependencies (LLVM 19, cJSON, Check); the
 # executables morc makes need only libc and the driver. For the device tool:
-#   run(command="tests/gpu/run.sh run", carry=["build-gpu-bundle"], timeout_s=480)
+#   run(command="set -o pipefail; tests/gpu/run.sh run 2>&1 | tee $OUT/gpu-run.txt",
+#       carry=["build-gpu-bundle"], timeout_s=480)
+# (the whole log comes back in $OUT even if the command is stopped at its limit; every
+# program run here has its own limit, so a kernel that never ends costs 60 s, not the lease)
 # (the bundle is one .tar.gz because the tree that travels is limited to 64 MiB)
 #
 # Checks (exit 1 when one fails):
@@ -97,9 +100,12 @@ check() {
   shift 5
   local out=$tmp/out.npy dep=$tmp/out.txt
   rm -f "$out" "$dep"
-  "$exe" --tokens "$(cat "$refdir/tokens.txt")" "$@" --logits "$out" --depths "$dep" 2> "$tmp/err.txt"
+  $limit "$exe" --tokens "$(cat "$refdir/tokens.txt")" "$@" --logits "$out" --depths "$dep" 2> "$tmp/err.txt"
   local rc=$?
-  if [ $rc -ne 0 ]; then
+  if [ $rc -eq 124 ] && [ -n "$limit" ]; then
+    report FAIL "$name" "did not finish in ${limit#timeout } s (a kernel that never ends?)"
+    return
+  elif [ $rc -ne 0 ]; then
     report FAIL "$name" "exit $rc: $(head -c 300 "$tmp/err.txt")"
     return
   fi
@@ -130,6 +136,11 @@ run() {
   dir=$tmp/b
   bin=$dir/bin
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+  # a kernel that hangs must not use up the machine's time: every run has a limit
+  limit=""
+  command -v timeout >/dev/null && limit="timeout 60"
+  local cc=${CC:-cc}
+  command -v "$cc" >/dev/null || cc=gcc
   echo "== example variants against the reference interpreter"
   for vd in "$dir"/ex/*/; do
     local v
@@ -150,16 +161,17 @@ run() {
     fi
   done
   echo "== 360M-class model: random weights made here"
-  cc -O2 -o "$tmp/mkweights" "$dir/bench/mkweights.c" || exit 1
+  "$cc" -O2 -o "$tmp/mkweights" "$dir/bench/mkweights.c" || exit 1
   mkdir -p "$tmp/m" && "$tmp/mkweights" "$tmp/m" mor $L $D $H $KVH $F $V $CTX || exit 1
   check "360M-class f32, 8 tokens" "$dir/bench/mor360_f32" "$dir/bench" 1e-3 1 --weights "$tmp/m/model.safetensors"
   check "360M-class f32, 8 tokens one at a time" "$dir/bench/mor360_f32" "$dir/bench" 1e-3 1 \
     --weights "$tmp/m/model.safetensors" --chunks 1,1,1,1,1,1,1,1
   echo "== benchmark: 360M class, BF16 weights, tensor cores"
-  "$dir/bench/mor360_bf16" --weights "$tmp/m/model.safetensors" --bench-bandwidth --bench-prefill $BENCH_T \
+  ${limit:+timeout 240} "$dir/bench/mor360_bf16" --weights "$tmp/m/model.safetensors" --bench-bandwidth --bench-prefill $BENCH_T \
     --bench-reps 5 --bench-decode $BENCH_DECODE > "$tmp/bench.txt" 2> "$tmp/bench.err"
   local brc=$?
   cat "$tmp/bench.err" "$tmp/bench.txt"
+  [ $brc -eq 124 ] && [ -n "$limit" ] && echo "the benchmark did not finish in 240 s"
   if [ $brc -ne 0 ]; then
     report FAIL "benchmark" "exit $brc"
   else
