@@ -21,7 +21,7 @@ struct morrt_cuda {
   CUstream stream;
   CUfunction *fn;            /* per kernel */
   CUdeviceptr weights, io, ctl, arena;
-  int use_graphs;
+  int use_graphs, sync_steps;
   int32_t *hio;              /* host staging of the io buffer (page-locked when possible) */
   float *hlast;              /* page-locked staging of the last row's logits and the depths */
   int pinned;
@@ -62,8 +62,8 @@ static CUresult dalloc(morrt_cu *cu, CUdeviceptr *p, int64_t bytes) {
   return cu->MemAlloc(p, (size_t)(bytes < 256 ? 256 : bytes));
 }
 
-int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int use_graphs, morrt_cuda **out,
-                    char *err, size_t errlen) {
+int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int flags, morrt_cuda **out, char *err,
+                    size_t errlen) {
   *out = NULL;
   morrt_cu *cu = morrt_cu_load(err, errlen);
   if (!cu) return MORRT_CUDA_NO_GPU;
@@ -93,7 +93,8 @@ int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int
   }
   c->cu = cu;
   c->plan = plan;
-  c->use_graphs = use_graphs;
+  c->sync_steps = (flags & MORRT_CUDA_SYNC_STEPS) != 0;
+  c->use_graphs = (flags & MORRT_CUDA_GRAPHS) && !c->sync_steps;
   CU_TRY(cu->DeviceGet(&c->dev, device), "cuDeviceGet");
   cu->DeviceGetName(c->info.name, sizeof c->info.name, c->dev);
   cu->DeviceGetAttribute(&c->info.cc_major, MORRT_CU_ATTR_CC_MAJOR, c->dev);
@@ -309,10 +310,18 @@ static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, si
     if (!gx || !gy || !gz) continue;
     CUresult r = cu->LaunchKernel(c->fn[l->kernel], gx, gy, gz, (unsigned)l->block[0], (unsigned)l->block[1],
                                   (unsigned)l->block[2], (unsigned)l->smem, c->stream, s->args + st->first_param, NULL);
+    int ran = 0;
+    if (r == MORRT_CU_SUCCESS && c->sync_steps) {
+      r = cu->StreamSynchronize(c->stream);
+      ran = 1;
+    }
     if (r != MORRT_CU_SUCCESS) {
       char b[160];
-      return cfail(err, errlen, "CUDA: launching step %lld (%s, kernel %s, grid %ux%u): %s", (long long)i,
-                   p->labels[st->label], p->kernel_names[l->kernel], gx, gy, morrt_cu_errstr(cu, r, b, sizeof b));
+      /* without --sync-steps a kernel's fault surfaces at a later call: say so */
+      return cfail(err, errlen, "CUDA: %s step %lld (%s, kernel %s, grid %ux%ux%u, block %d) for %lld tokens: %s%s",
+                   ran ? "running" : "launching", (long long)i, p->labels[st->label], p->kernel_names[l->kernel], gx,
+                   gy, gz, l->block[0], (long long)T, morrt_cu_errstr(cu, r, b, sizeof b),
+                   c->sync_steps ? "" : " (an earlier kernel may have failed: --sync-steps names the one that did)");
     }
   }
   return 0;
@@ -366,7 +375,8 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
          "uploading the positions");
   if (T == 1 && c->use_graphs && !s->graph && !s->graph_failed) capture(c, s);
   if (T == 1 && s->graph) {
-    CU_TRY(cu->GraphLaunch(s->graph, c->stream), "launching the decode graph");
+    CU_TRY(cu->GraphLaunch(s->graph, c->stream),
+           "running the decode graph (a kernel failed: --sync-steps names the one that did)");
   } else if (launch_all(c, s, T, err, errlen)) {
     return 2;
   }
@@ -382,7 +392,9 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   if (depths)
     CU_TRY(cu->MemcpyDtoHAsync(hdep, c->arena + (CUdeviceptr)p->depths_off, sizeof(int32_t) * (size_t)T, c->stream),
            "reading the depths");
-  CU_TRY(cu->StreamSynchronize(c->stream), "running the forward call");
+  CU_TRY(cu->StreamSynchronize(c->stream),
+         c->sync_steps ? "running the forward call"
+                       : "running the forward call (a kernel failed: --sync-steps names the one that did)");
   if (logits && last_only) memcpy(logits, c->hlast, row);
   if (depths) memcpy(depths, hdep, sizeof(int32_t) * (size_t)T);
   s->len += T;

@@ -6,7 +6,7 @@
  * CUDA graph and replayed. The KV stores belong to a sequence.
  *
  *   morrt_cuda *c; char err[512];
- *   if (morrt_cuda_open(plan, weights, 0, 1, &c, err, sizeof err)) ... // MORRT_CUDA_NO_GPU: no driver/GPU
+ *   if (morrt_cuda_open(plan, weights, 0, MORRT_CUDA_GRAPHS, &c, err, sizeof err)) ... // MORRT_CUDA_NO_GPU: no driver/GPU
  *   morrt_cuda_seq *s = morrt_cuda_seq_new(c, err, sizeof err);
  *   morrt_cuda_forward(c, s, prompt, n, logits, 0, depths, err, sizeof err);  // prefill
  *   morrt_cuda_forward(c, s, &next, 1, logits, 0, NULL, err, sizeof err);     // decode
@@ -25,9 +25,14 @@
 typedef struct morrt_cuda morrt_cuda;
 typedef struct morrt_cuda_seq morrt_cuda_seq;
 
+/* flags of morrt_cuda_open */
+#define MORRT_CUDA_GRAPHS 1     /* capture the one-token call into a CUDA graph */
+#define MORRT_CUDA_SYNC_STEPS 2 /* wait after every launch, so an error names the step and kernel that
+                                   caused it (debugging; no graph) */
+
 /* plan and weights (plan->weights_bytes bytes) must outlive the call only. */
-int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int use_graphs, morrt_cuda **out,
-                    char *err, size_t errlen);
+int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int flags, morrt_cuda **out, char *err,
+                    size_t errlen);
 void morrt_cuda_close(morrt_cuda *c);
 
 morrt_cuda_seq *morrt_cuda_seq_new(morrt_cuda *c, char *err, size_t errlen);

@@ -63,6 +63,12 @@ if(MORC_HAVE_CUDA)
                    ${CMAKE_C_COMPILER} ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h
                    $<TARGET_FILE:morcuda_emu> ${CMAKE_SOURCE_DIR}/bench/mkweights.c)
   set_tests_properties(cuda_emu_medium PROPERTIES TIMEOUT 900 LABELS cuda)
+  # a kernel that faults: the error, the hint, and --sync-steps naming the step
+  add_test(NAME cuda_emu_faults
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_faults.sh $<TARGET_FILE:morc> ${CMAKE_CXX_COMPILER}
+                   ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
+                   ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
+  set_tests_properties(cuda_emu_faults PROPERTIES TIMEOUT 300 LABELS cuda)
   # races: every kernel computes the same bits whatever order the emulation runs blocks and threads in
   add_test(NAME cuda_emu_schedules
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_schedules.sh $<TARGET_FILE:morc> ${CMAKE_C_COMPILER}

@@ -53,6 +53,7 @@ static void usage(FILE *f) {
           "                      with --no-embed-weights, else they replace the embedded ones\n"
           "  --device N          GPU ordinal (default 0)\n"
           "  --no-graph          launch every kernel of a decode step (no CUDA graph)\n"
+          "  --sync-steps        wait for every kernel and name the one that failed (debugging; slow)\n"
           "  --info              describe this build (model, arch, kernels, memory) and exit\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -259,7 +260,7 @@ int main(int argc, char **argv) {
   long long n_gen = 0, bench_prefill = 0, bench_decode = 0, bench_reps = 5, device = 0, top_k = 0;
   unsigned long long seed = 1;
   double temp = 0, top_p = 0;
-  int stats = 0, graphs = 1, info = 0, bench_bw = 0;
+  int stats = 0, graphs = 1, info = 0, bench_bw = 0, sync_steps = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char **sslot = NULL;
@@ -289,8 +290,9 @@ int main(int argc, char **argv) {
       if (*end || !*argv[i]) return die_usage("--seed %s: expected a non-negative integer", argv[i]);
       continue;
     } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
-               !strcmp(a, "--bench-bandwidth")) {
-      if (a[2] == 's') stats = 1;
+               !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps")) {
+      if (!strcmp(a, "--sync-steps")) sync_steps = 1;
+      else if (a[2] == 's') stats = 1;
       else if (a[2] == 'n') graphs = 0;
       else if (a[2] == 'i') info = 1;
       else bench_bw = 1;
@@ -411,7 +413,9 @@ int main(int argc, char **argv) {
             prog);
     goto out;
   }
-  int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device, graphs, &c, err, sizeof err);
+  int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device,
+                            (graphs && !sync_steps ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0),
+                            &c, err, sizeof err);
   free(wfile);
   if (orc != MORRT_CUDA_OK) {
     fprintf(stderr, "%s: error: %s\n", prog, err);

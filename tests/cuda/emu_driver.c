@@ -22,6 +22,14 @@ typedef unsigned long long CUdeviceptr;
 #define ERR_NOT_FOUND 500
 #define ERR_INVALID_IMAGE 200
 #define ERR_LAUNCH_FAILED 719
+#define ERR_ILLEGAL_ADDRESS 700
+
+/* MORC_EMU_FAULT=N: the N-th kernel run of the process (from 1) does not
+ * run and poisons the context, as a kernel that faults on a GPU does: the
+ * launch returns success, the next synchronization and every call after
+ * it return CUDA_ERROR_ILLEGAL_ADDRESS. */
+static long emu_runs;
+static CUresult emu_sticky;
 
 typedef void (*tramp_fn)(void **);
 typedef int (*run_fn)(tramp_fn, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, void **);
@@ -195,6 +203,12 @@ CUresult cuModuleGetFunction(struct CUfunc_st **f, struct CUmod_st *m, const cha
 }
 
 static CUresult run(const launch_rec *r) {
+  if (emu_sticky) return emu_sticky;
+  const char *fault = getenv("MORC_EMU_FAULT");
+  if (fault && ++emu_runs == atol(fault)) {
+    emu_sticky = ERR_ILLEGAL_ADDRESS;
+    return OK;
+  }
   void *args[64];
   uint64_t vals[64];
   memcpy(vals, r->vals, sizeof vals);
@@ -233,6 +247,7 @@ CUresult cuStreamDestroy_v2(struct CUstream_st *s) {
   return OK;
 }
 CUresult cuStreamSynchronize(struct CUstream_st *s) {
+  if (emu_sticky) return emu_sticky;
   return s && s->capturing ? ERR_INVALID_VALUE : OK;
 }
 CUresult cuStreamBeginCapture_v2(struct CUstream_st *s, int mode) {
@@ -277,10 +292,18 @@ CUresult cuGraphDestroy(struct CUgraph_st *g) {
   return OK;
 }
 CUresult cuGetErrorString(CUresult r, const char **s) {
+  if (r == ERR_ILLEGAL_ADDRESS) {
+    *s = "an illegal memory access was encountered";
+    return OK;
+  }
   *s = r == ERR_LAUNCH_FAILED ? "emulated launch failed" : r == ERR_INVALID_VALUE ? "invalid argument" : "emulated error";
   return OK;
 }
 CUresult cuGetErrorName(CUresult r, const char **s) {
+  if (r == ERR_ILLEGAL_ADDRESS) {
+    *s = "CUDA_ERROR_ILLEGAL_ADDRESS";
+    return OK;
+  }
   *s = r == ERR_LAUNCH_FAILED ? "CUDA_ERROR_LAUNCH_FAILED" : r == ERR_INVALID_VALUE ? "CUDA_ERROR_INVALID_VALUE"
                                                                                       : "CUDA_ERROR_UNKNOWN";
   return OK;

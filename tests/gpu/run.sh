@@ -105,6 +105,10 @@ check() {
   if [ $rc -eq 124 ] && [ -n "$limit" ]; then
     report FAIL "$name" "did not finish in ${limit#timeout } s (a kernel that never ends?)"
     return
+  elif [ $rc -eq 3 ]; then # a CUDA error: run again, waiting after every kernel, to name the one that failed
+    $limit "$exe" --tokens "$(cat "$refdir/tokens.txt")" "$@" --sync-steps > /dev/null 2> "$tmp/err2.txt"
+    report FAIL "$name" "exit 3: $(head -c 300 "$tmp/err.txt"); with --sync-steps: $(head -c 400 "$tmp/err2.txt")"
+    return
   elif [ $rc -ne 0 ]; then
     report FAIL "$name" "exit $rc: $(head -c 300 "$tmp/err.txt")"
     return
