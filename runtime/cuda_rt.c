@@ -22,6 +22,8 @@ struct morrt_cuda {
   CUfunction *fn;            /* per kernel */
   CUdeviceptr weights, io, ctl, arena;
   int use_graphs, sync_steps;
+  FILE *dump;                /* morrt_cuda_set_dump */
+  int64_t calls;             /* forward calls so far */
   int32_t *hio;              /* host staging of the io buffer (page-locked when possible) */
   float *hlast;              /* page-locked staging of the last row's logits and the depths */
   int pinned;
@@ -295,6 +297,54 @@ int64_t morrt_cuda_seq_len(const morrt_cuda_seq *s) { return s->len; }
 
 static unsigned gdim(int32_t c, int32_t d, int64_t T) { return (unsigned)(c + (d > 0 ? (T + d - 1) / d : 0)); }
 
+void morrt_cuda_set_dump(morrt_cuda *c, FILE *f) {
+  c->dump = f;
+  if (f) c->sync_steps = 1, c->use_graphs = 0;
+}
+
+static int dump_i64(FILE *f, int64_t v) { return fwrite(&v, 8, 1, f) == 1 ? 0 : -1; }
+
+/* one section: tag, bytes, the bytes copied back from the device */
+static int dump_section(morrt_cuda *c, int64_t tag, CUdeviceptr p, int64_t bytes, char *err, size_t errlen) {
+  char *h = malloc((size_t)(bytes > 0 ? bytes : 1));
+  if (!h) return cfail(err, errlen, "out of memory for a step dump of %lld bytes", (long long)bytes);
+  CUresult r = bytes > 0 ? c->cu->MemcpyDtoHAsync(h, p, (size_t)bytes, c->stream) : MORRT_CU_SUCCESS;
+  if (r == MORRT_CU_SUCCESS) r = c->cu->StreamSynchronize(c->stream);
+  if (r != MORRT_CU_SUCCESS) {
+    char b[160];
+    free(h);
+    return cfail(err, errlen, "CUDA: reading the device for a step dump: %s", morrt_cu_errstr(c->cu, r, b, sizeof b));
+  }
+  int bad = dump_i64(c->dump, tag) || dump_i64(c->dump, bytes) || fwrite(h, 1, (size_t)bytes, c->dump) != (size_t)bytes;
+  free(h);
+  return bad ? cfail(err, errlen, "writing the step dump failed") : 0;
+}
+
+static int dump_step(morrt_cuda *c, morrt_cuda_seq *s, int64_t step, int64_t T, const char *label, const char *kernel,
+                     char *err, size_t errlen) {
+  const morcu_plan *p = c->plan;
+  char name[160];
+  memset(name, 0, sizeof name);
+  snprintf(name, sizeof name, "%s | %s", label, kernel);
+  FILE *f = c->dump;
+  if (fwrite("MORSTEP1", 1, 8, f) != 8 || dump_i64(f, c->calls) || dump_i64(f, step) || dump_i64(f, T) ||
+      fwrite(name, 1, sizeof name, f) != sizeof name || dump_i64(f, 3 + 3 * p->n_kv))
+    return cfail(err, errlen, "writing the step dump failed");
+  if (dump_section(c, 0, c->arena, p->arena_bytes, err, errlen) ||
+      dump_section(c, 1, c->ctl, 4 * (p->n_cnt + p->n_tickets), err, errlen) ||
+      dump_section(c, 2, s->kvn, 4 * p->n_kv, err, errlen))
+    return -1;
+  int64_t used = s->len + T; /* no store holds more entries than the positions so far */
+  for (int64_t i = 0; i < p->n_kv; i++) {
+    int64_t rows = used < p->kv[i].capacity ? used : p->kv[i].capacity;
+    if (dump_section(c, 3 + 3 * i, s->k[i], rows * p->kv[i].width * 4, err, errlen) ||
+        dump_section(c, 4 + 3 * i, s->v[i], rows * p->kv[i].width * 4, err, errlen) ||
+        dump_section(c, 5 + 3 * i, s->pos[i], rows * 4, err, errlen))
+      return -1;
+  }
+  return 0;
+}
+
 /* launch every step of the plan for T tokens */
 static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, size_t errlen) {
   const morcu_plan *p = c->plan;
@@ -323,6 +373,7 @@ static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, si
                    gy, gz, l->block[0], (long long)T, morrt_cu_errstr(cu, r, b, sizeof b),
                    c->sync_steps ? "" : " (an earlier kernel may have failed: --sync-steps names the one that did)");
     }
+    if (c->dump && dump_step(c, s, i, T, p->labels[st->label], p->kernel_names[l->kernel], err, errlen)) return -1;
   }
   return 0;
 }
@@ -395,6 +446,7 @@ int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, 
   CU_TRY(cu->StreamSynchronize(c->stream),
          c->sync_steps ? "running the forward call"
                        : "running the forward call (a kernel failed: --sync-steps names the one that did)");
+  c->calls++;
   if (logits && last_only) memcpy(logits, c->hlast, row);
   if (depths) memcpy(depths, hdep, sizeof(int32_t) * (size_t)T);
   s->len += T;

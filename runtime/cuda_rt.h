@@ -16,6 +16,7 @@
 #ifndef MORRT_CUDA_RT_H
 #define MORRT_CUDA_RT_H
 #include <stdint.h>
+#include <stdio.h>
 #include "runtime/cuda_plan.h"
 
 #define MORRT_CUDA_OK 0
@@ -47,6 +48,18 @@ int64_t morrt_cuda_seq_len(const morrt_cuda_seq *s);
  * CUDA error. */
 int morrt_cuda_forward(morrt_cuda *c, morrt_cuda_seq *s, const int32_t *tokens, int64_t T, float *logits,
                        int last_only, int32_t *depths, char *err, size_t errlen);
+
+/* Debugging: after every step of every later forward call (waiting for
+ * it, no graph), append the device state to f: the arena, the control
+ * block, the KV counts and the used rows of every KV store of the
+ * sequence, with the step's number, label and kernel. tests/cuda/stepcmp.c
+ * compares two such dumps (a GPU's and the CPU emulation's) and names the
+ * first step that differs. Format (little-endian):
+ *   record  = "MORSTEP1" i64 call, i64 step, i64 T, char[160] "label | kernel", i64 nsec, nsec x section
+ *   section = i64 tag (0 arena, 1 control, 2 KV counts, 3+3i K of store i, 4+3i V, 5+3i positions),
+ *             i64 bytes, bytes
+ * f == NULL turns it off. */
+void morrt_cuda_set_dump(morrt_cuda *c, FILE *f);
 
 /* Facts about the device. */
 typedef struct morrt_cuda_dev {

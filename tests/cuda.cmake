@@ -69,6 +69,14 @@ if(MORC_HAVE_CUDA)
                    ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
                    ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
   set_tests_properties(cuda_emu_faults PROPERTIES TIMEOUT 300 LABELS cuda)
+  # step dumps (--dump-steps) and stepcmp, which names the first kernel whose results differ
+  add_executable(stepcmp ${CMAKE_CURRENT_SOURCE_DIR}/cuda/stepcmp.c)
+  target_link_libraries(stepcmp PRIVATE m)
+  add_test(NAME cuda_emu_stepdump
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_stepdump.sh $<TARGET_FILE:morc> ${CMAKE_CXX_COMPILER}
+                   ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu> $<TARGET_FILE:stepcmp>
+                   ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
+  set_tests_properties(cuda_emu_stepdump PROPERTIES TIMEOUT 300 LABELS cuda)
   # races: every kernel computes the same bits whatever order the emulation runs blocks and threads in
   add_test(NAME cuda_emu_schedules
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_schedules.sh $<TARGET_FILE:morc> ${CMAKE_C_COMPILER}

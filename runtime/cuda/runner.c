@@ -54,6 +54,8 @@ static void usage(FILE *f) {
           "  --device N          GPU ordinal (default 0)\n"
           "  --no-graph          launch every kernel of a decode step (no CUDA graph)\n"
           "  --sync-steps        wait for every kernel and name the one that failed (debugging; slow)\n"
+          "  --dump-steps FILE   after every kernel, write the device state to FILE (debugging: compare a\n"
+          "                      GPU's dump with the CPU emulation's with stepcmp; implies --sync-steps)\n"
           "  --info              describe this build (model, arch, kernels, memory) and exit\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -256,7 +258,9 @@ int main(int argc, char **argv) {
   const char *slash = strrchr(argv[0], '/');
   prog = slash ? slash + 1 : argv[0];
   const char *tokens_s = NULL, *prompt = NULL, *chunks_s = NULL, *logits_path = NULL, *depths_path = NULL,
-             *weights_path = NULL;
+             *weights_path = NULL, *dump_path = NULL;
+  char dump_tmp[4096] = "";
+  FILE *dumpf = NULL;
   long long n_gen = 0, bench_prefill = 0, bench_decode = 0, bench_reps = 5, device = 0, top_k = 0;
   unsigned long long seed = 1;
   double temp = 0, top_p = 0;
@@ -275,6 +279,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--logits")) sslot = &logits_path;
     else if (!strcmp(a, "--depths")) sslot = &depths_path;
     else if (!strcmp(a, "--weights")) sslot = &weights_path;
+    else if (!strcmp(a, "--dump-steps")) sslot = &dump_path;
     else if (!strcmp(a, "-n")) islot = &n_gen;
     else if (!strcmp(a, "--bench-prefill")) islot = &bench_prefill;
     else if (!strcmp(a, "--bench-decode")) islot = &bench_decode;
@@ -413,6 +418,7 @@ int main(int argc, char **argv) {
             prog);
     goto out;
   }
+  if (dump_path) sync_steps = 1;
   int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device,
                             (graphs && !sync_steps ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0),
                             &c, err, sizeof err);
@@ -421,6 +427,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: error: %s\n", prog, err);
     rc = orc == MORRT_CUDA_NO_GPU ? 1 : 3;
     goto out;
+  }
+  if (dump_path) { /* written beside, renamed when the run succeeds */
+    snprintf(dump_tmp, sizeof dump_tmp, "%s.part", dump_path);
+    dumpf = fopen(dump_tmp, "wb");
+    if (!dumpf) {
+      fprintf(stderr, "%s: error: %s: %s\n", prog, dump_tmp, strerror(errno));
+      dump_tmp[0] = 0;
+      goto out;
+    }
+    morrt_cuda_set_dump(c, dumpf);
   }
   morrt_cuda_dev dv;
   morrt_cuda_device(c, &dv);
@@ -583,7 +599,19 @@ int main(int argc, char **argv) {
     free(bl);
   }
   rc = 0;
+  if (dumpf) {
+    int bad = fclose(dumpf) != 0;
+    dumpf = NULL;
+    if (bad || rename(dump_tmp, dump_path)) {
+      fprintf(stderr, "%s: error: %s: %s\n", prog, dump_path, strerror(errno));
+      rc = 1;
+    } else {
+      dump_tmp[0] = 0;
+    }
+  }
 out:
+  if (dumpf) fclose(dumpf);
+  if (dump_tmp[0]) remove(dump_tmp);
   morrt_cuda_seq_free(s);
   morrt_cuda_close(c);
   morrt_tokenizer_free(tok);

@@ -1,8 +1,9 @@
 /* emu_driver.c: a CPU stand-in for libcuda.so.1 with the entry points the
  * CUDA runtime resolves (runtime/cuda_shim.c), for tests on machines
  * without a GPU: MORRT_CUDA_DRIVER=libmorcuda_emu.so. Device memory is host
- * memory; "loading a module" dlopens $MORC_EMU_KERNELS, the generated .cu
- * compiled for the host with tests/cuda/emu.h, whatever image is passed
+ * memory; "loading a module" dlopens $MORC_EMU_KERNELS (default: the
+ * executable's path + ".so"), the generated .cu compiled for the host with
+ * tests/cuda/emu.h, whatever image is passed
  * (the PTX and cubin cannot run here); a launch runs the kernel's
  * trampoline under the emulator; streams are synchronous; graph capture
  * records launches and a graph launch replays them.
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
@@ -162,8 +164,17 @@ CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, struct CUstre
 CUresult cuModuleLoadData(struct CUmod_st **m, const void *image) {
   (void)image;
   const char *path = getenv("MORC_EMU_KERNELS");
+  char self[4096];
+  if (!path) { /* else the executable's own path + ".so" (tests/gpu/run.sh's bundles) */
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 4);
+    if (n > 0) {
+      memcpy(self + n, ".so", 4);
+      if (access(self, R_OK) == 0) path = self;
+    }
+  }
   if (!path) {
-    fprintf(stderr, "CUDA emulation: set MORC_EMU_KERNELS to the generated kernels compiled with emu.h\n");
+    fprintf(stderr, "CUDA emulation: set MORC_EMU_KERNELS to the generated kernels compiled with emu.h "
+                    "(or put them beside the executable as EXE.so)\n");
     return ERR_INVALID_IMAGE;
   }
   void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);

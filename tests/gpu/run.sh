@@ -22,6 +22,10 @@
 # program run here has its own limit, so a kernel that never ends costs 60 s, not the lease)
 # (the bundle is one .tar.gz because the tree that travels is limited to 64 MiB)
 #
+# A dry run of `run` without a GPU, on the CPU emulation (each executable's kernels are in the
+# bundle as EXE.so): MORRT_CUDA_DRIVER=$PWD/build/lib/libmorcuda_emu.so tests/gpu/run.sh run
+# (the 360M-class model and the benchmark are skipped then).
+#
 # Checks (exit 1 when one fails):
 #   every example variant, f32 math (--no-mma): logits within 1e-3 * max(1, max|ref|) of the
 #     reference, depths equal; whole, and for causal variants as prefill + decode steps and one
@@ -45,12 +49,13 @@ prepare() {
   local build=${MORC_BUILD:-$root/build-gpu-prep}
   echo "== prepare: building morc in $build"
   [ -n "${MORC_BUILD:-}" ] || cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-  cmake --build "$build" -j"$(nproc)" --target morc morrt-cuda npycmp >/dev/null || exit 1
+  cmake --build "$build" -j"$(nproc)" --target morc morrt-cuda npycmp stepcmp morcuda_emu >/dev/null || exit 1
   local morc=$build/bin/morc
   local out=$dir
   dir=$(mktemp -d) # staging; packed into $out/bundle.tar.gz at the end
   mkdir -p "$dir/ex" "$dir/bench" "$dir/bin" || exit 1
-  cp "$build/bin/npycmp" "$dir/bin/" && cp "$root/bench/mkweights.c" "$dir/bench/" || exit 1
+  cp "$build/bin/npycmp" "$build/bin/stepcmp" "$dir/bin/" && cp "$root/bench/mkweights.c" "$dir/bench/" || exit 1
+  cp "$(find "$build" -name libmorcuda_emu.so | head -n 1)" "$dir/bin/" || exit 1
   echo "== prepare: example variants (reference logits, CUDA executables)"
   local jobs=()
   while read -r v causal; do
@@ -63,9 +68,14 @@ prepare() {
     echo "$causal" > "$dir/ex/$v/causal"
     "$morc" run "$model" --backend ref --tokens "$(cat "$dir/ex/$v/tokens.txt")" \
       --logits "$dir/ex/$v/ref.npy" --depths "$dir/ex/$v/ref_depths.txt" || exit 1
-    jobs+=("$morc build $model --target cuda --no-mma -o $dir/ex/$v/f32")
+    # each executable X comes with X.so: its kernels compiled for the CPU emulation, which
+    # `run` uses to find the first kernel whose results differ when a check fails
+    local cxx="${CXX:-c++} -std=c++17 -O1 -fPIC -shared -w -include $root/tests/cuda/emu.h -x c++"
+    local x=$dir/ex/$v/f32
+    jobs+=("$morc build $model --target cuda --no-mma -o $x && $morc build $model --target cuda --no-mma --emit=cuda -o $x.cu && $cxx $x.cu -o $x.so && rm $x.cu")
     if grep -q '"BF16"' "$ex"/*.safetensors 2>/dev/null; then
-      jobs+=("$morc build $model --target cuda -o $dir/ex/$v/mma")
+      x=$dir/ex/$v/mma
+      jobs+=("$morc build $model --target cuda -o $x && $morc build $model --target cuda --emit=cuda -o $x.cu && $cxx $x.cu -o $x.so && rm $x.cu")
     fi
   done < "$root/tests/golden/manifest.txt"
   printf '%s\n' "${jobs[@]}" | xargs -P "$(nproc)" -I{} sh -c '{}' || exit 1
@@ -123,6 +133,7 @@ check() {
   cmp -s "$dep" "$refdir/ref_depths.txt" || ddiff="depths differ at $(diff "$dep" "$refdir/ref_depths.txt" | grep -c '^<') tokens"
   if [ $rc -ne 0 ]; then
     report FAIL "$name" "${res#npycmp: } $ddiff"
+    diagnose "$exe" "$refdir" "$tol" "$@"
   elif [ -n "$ddiff" ] && [ "$strict" = 1 ]; then
     report FAIL "$name" "$ddiff"
   elif [ -n "$ddiff" ]; then
@@ -132,6 +143,27 @@ check() {
   fi
 }
 
+# after a failed comparison: the same run on the GPU and on the CPU emulation (the bundle's
+# emulated driver and EXE.so), each dumping the device state after every kernel, and stepcmp
+# names the first step (kernel) whose results differ; once per executable
+diagnose() {
+  local exe=$1 refdir=$2 tol=$3
+  shift 3
+  [ -f "$exe.so" ] && [ -f "$bin/libmorcuda_emu.so" ] || return 0
+  case " $diagnosed " in *" $exe "*) return 0 ;; esac
+  diagnosed="$diagnosed $exe"
+  $limit "$exe" --tokens "$(cat "$refdir/tokens.txt")" "$@" --dump-steps "$tmp/gpu.dump" 2> "$tmp/d.err" &&
+    MORRT_CUDA_DRIVER=$bin/libmorcuda_emu.so MORC_EMU_KERNELS=$exe.so $limit "$exe" \
+      --tokens "$(cat "$refdir/tokens.txt")" "$@" --dump-steps "$tmp/emu.dump" 2>> "$tmp/d.err" ||
+    { echo "      (no step comparison: $(head -c 300 "$tmp/d.err"))"; return 0; }
+  "$bin/stepcmp" "$tmp/gpu.dump" "$tmp/emu.dump" "$tol" > "$tmp/d.out" 2>&1
+  local src=$?
+  head -n 6 "$tmp/d.out" | sed 's/^/      GPU vs emulation: /'
+  [ $src = 0 ] && echo "      (the emulation computes the same: the kernels or the plan differ from the reference, not the GPU)"
+  [ $src = 1 ] && echo "      (the first step listed is the first kernel whose results on the GPU differ from its emulation)"
+  rm -f "$tmp/gpu.dump" "$tmp/emu.dump"
+}
+
 run() {
   [ -f "$dir/bundle.tar.gz" ] || { echo "no bundle in $dir: run '$0 prepare' first"; exit 1; }
   tmp=$(mktemp -d)
@@ -139,6 +171,7 @@ run() {
   mkdir "$tmp/b" && tar -xzf "$dir/bundle.tar.gz" -C "$tmp/b" || exit 1
   dir=$tmp/b
   bin=$dir/bin
+  diagnosed=""
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
   # a kernel that hangs must not use up the machine's time: every run has a limit
   limit=""
@@ -164,6 +197,12 @@ run() {
       [ "$causal" = 1 ] && check "$v bf16 tensor cores chunked" "$vd/mma" "$vd" 3e-2 0 --chunks "$((T / 2)),$((T - T / 2))"
     fi
   done
+  if [ -n "${MORRT_CUDA_DRIVER:-}" ]; then # a dry run on the CPU emulation: nothing to measure
+    echo "== 360M-class model and benchmark skipped: MORRT_CUDA_DRIVER is set (emulation)"
+    echo "== $failures failure(s)"
+    [ $failures -eq 0 ]
+    return
+  fi
   echo "== 360M-class model: random weights made here"
   "$cc" -O2 -o "$tmp/mkweights" "$dir/bench/mkweights.c" || exit 1
   mkdir -p "$tmp/m" && "$tmp/mkweights" "$tmp/m" mor $L $D $H $KVH $F $V $CTX || exit 1
