@@ -22,6 +22,7 @@ struct morrt_cuda {
   CUfunction *fn;            /* per kernel */
   CUdeviceptr weights, io, ctl, arena;
   int use_graphs, sync_steps;
+  int pdl;                   /* launch with programmatic dependent launch (sm_90 kernels on an sm_90+ GPU) */
   FILE *dump;                /* morrt_cuda_set_dump */
   int64_t calls;             /* forward calls so far */
   int32_t *hio;              /* host staging of the io buffer (page-locked when possible) */
@@ -152,6 +153,9 @@ int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int
       goto fail;
     }
   }
+  /* the kernels of an sm_90 build start with griddepcontrol (kernels.cuh, MOR_PDL) */
+  c->pdl = (flags & MORRT_CUDA_PDL) && cu->LaunchKernelEx && want >= 90 && have >= 90;
+  c->info.pdl = c->pdl;
   CU_TRY(cu->StreamCreate(&c->stream, MORRT_CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   /* memory */
   int64_t ctl_bytes = 4 * (plan->n_cnt + plan->n_tickets) + 64;
@@ -345,6 +349,26 @@ static int dump_step(morrt_cuda *c, morrt_cuda_seq *s, int64_t step, int64_t T, 
   return 0;
 }
 
+/* one kernel launch; with programmatic dependent launch where it is on.
+ * A driver that refuses the attribute turns it off for good. */
+static CUresult launch(morrt_cuda *c, CUfunction f, unsigned gx, unsigned gy, unsigned gz, const morcu_launch *l,
+                       void **args) {
+  morrt_cu *cu = c->cu;
+  if (c->pdl) {
+    morrt_cu_launch_attr a;
+    memset(&a, 0, sizeof a);
+    a.id = MORRT_CU_LAUNCH_ATTR_PDL;
+    a.v.value = 1;
+    morrt_cu_launch_config cfg = {gx, gy, gz, (unsigned)l->block[0], (unsigned)l->block[1], (unsigned)l->block[2],
+                                  (unsigned)l->smem, c->stream, &a, 1};
+    CUresult r = cu->LaunchKernelEx(&cfg, f, args, NULL);
+    if (r != MORRT_CU_ERROR_INVALID_VALUE && r != MORRT_CU_ERROR_NOT_SUPPORTED) return r;
+    c->pdl = c->info.pdl = 0;
+  }
+  return cu->LaunchKernel(f, gx, gy, gz, (unsigned)l->block[0], (unsigned)l->block[1], (unsigned)l->block[2],
+                          (unsigned)l->smem, c->stream, args, NULL);
+}
+
 /* launch every step of the plan for T tokens */
 static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, size_t errlen) {
   const morcu_plan *p = c->plan;
@@ -358,8 +382,7 @@ static int launch_all(morrt_cuda *c, morrt_cuda_seq *s, int64_t T, char *err, si
     unsigned gx = gdim(l->grid_c[0], l->grid_d[0], T), gy = gdim(l->grid_c[1], l->grid_d[1], T),
              gz = gdim(l->grid_c[2], l->grid_d[2], T);
     if (!gx || !gy || !gz) continue;
-    CUresult r = cu->LaunchKernel(c->fn[l->kernel], gx, gy, gz, (unsigned)l->block[0], (unsigned)l->block[1],
-                                  (unsigned)l->block[2], (unsigned)l->smem, c->stream, s->args + st->first_param, NULL);
+    CUresult r = launch(c, c->fn[l->kernel], gx, gy, gz, l, s->args + st->first_param);
     int ran = 0;
     if (r == MORRT_CU_SUCCESS && c->sync_steps) {
       r = cu->StreamSynchronize(c->stream);

@@ -30,6 +30,9 @@ typedef struct morrt_cuda_seq morrt_cuda_seq;
 #define MORRT_CUDA_GRAPHS 1     /* capture the one-token call into a CUDA graph */
 #define MORRT_CUDA_SYNC_STEPS 2 /* wait after every launch, so an error names the step and kernel that
                                    caused it (debugging; no graph) */
+#define MORRT_CUDA_PDL 4        /* programmatic dependent launch: each kernel is launched while the one
+                                   before it runs and waits for it on the GPU (sm_90 builds on sm_90+
+                                   GPUs; morrt_cuda_dev.pdl says whether it is on) */
 
 /* plan and weights (plan->weights_bytes bytes) must outlive the call only. */
 int morrt_cuda_open(const morcu_plan *plan, const void *weights, int device, int flags, morrt_cuda **out, char *err,
@@ -68,6 +71,7 @@ typedef struct morrt_cuda_dev {
   double mem_gbps;      /* peak DRAM bandwidth from the memory clock and bus width */
   int loaded_cubin;     /* 1: the embedded cubin, 0: the PTX (JIT) */
   int driver_version;
+  int pdl;              /* 1: kernels are launched with programmatic dependent launch */
   int64_t device_bytes; /* weights + arena + io + control allocated at open */
 } morrt_cuda_dev;
 void morrt_cuda_device(const morrt_cuda *c, morrt_cuda_dev *d);

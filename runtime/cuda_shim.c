@@ -3,9 +3,16 @@
  * toolkit at build time. */
 #include "runtime/cuda_shim.h"
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* the layouts cuda.h gives these structs on 64-bit machines (tests/unit/test_cuda.c compares them with cuda.h) */
+_Static_assert(sizeof(morrt_cu_launch_attr) == 72 && offsetof(morrt_cu_launch_attr, v) == 8, "CUlaunchAttribute");
+_Static_assert(sizeof(morrt_cu_launch_config) == 56 && offsetof(morrt_cu_launch_config, stream) == 32 &&
+                   offsetof(morrt_cu_launch_config, attrs) == 40 && offsetof(morrt_cu_launch_config, n_attrs) == 48,
+               "CUlaunchConfig");
 
 morrt_cu *morrt_cu_load(char *err, size_t errlen) {
   const char *path = getenv("MORRT_CUDA_DRIVER");
@@ -63,6 +70,7 @@ morrt_cu *morrt_cu_load(char *err, size_t errlen) {
   SYM(GetErrorString, "cuGetErrorString");
   SYM(GetErrorName, "cuGetErrorName");
 #undef SYM
+  *(void **)&cu->LaunchKernelEx = dlsym(lib, "cuLaunchKernelEx"); /* optional */
   if (missing) {
     snprintf(err, errlen, "the CUDA driver %s is too old: it has no %s", path, missing);
     dlclose(lib);

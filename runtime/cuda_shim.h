@@ -21,7 +21,9 @@ typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
 
 #define MORRT_CU_SUCCESS 0
+#define MORRT_CU_ERROR_INVALID_VALUE 1
 #define MORRT_CU_ERROR_NO_DEVICE 100
+#define MORRT_CU_ERROR_NOT_SUPPORTED 801
 #define MORRT_CU_ATTR_SM_COUNT 16
 #define MORRT_CU_ATTR_MEM_CLOCK_KHZ 36
 #define MORRT_CU_ATTR_BUS_WIDTH 37
@@ -29,6 +31,24 @@ typedef struct CUgraphExec_st *CUgraphExec;
 #define MORRT_CU_ATTR_CC_MINOR 76
 #define MORRT_CU_STREAM_NON_BLOCKING 1
 #define MORRT_CU_CAPTURE_MODE_THREAD_LOCAL 1
+
+/* cuLaunchKernelEx's configuration (CUlaunchConfig, CUlaunchAttribute of cuda.h) */
+#define MORRT_CU_LAUNCH_ATTR_PDL 6 /* CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION */
+typedef struct morrt_cu_launch_attr {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int value;
+    void *align;
+  } v;
+} morrt_cu_launch_attr;
+typedef struct morrt_cu_launch_config {
+  unsigned gx, gy, gz, bx, by, bz, smem;
+  CUstream stream;
+  morrt_cu_launch_attr *attrs;
+  unsigned n_attrs;
+} morrt_cu_launch_config;
 
 typedef struct morrt_cu {
   void *lib;
@@ -55,6 +75,8 @@ typedef struct morrt_cu {
   CUresult (*ModuleGetFunction)(CUfunction *f, CUmodule m, const char *name);
   CUresult (*LaunchKernel)(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, unsigned smem, CUstream s, void **params, void **extra);
+  /* optional (NULL when the driver lacks it): launches with attributes */
+  CUresult (*LaunchKernelEx)(const morrt_cu_launch_config *cfg, CUfunction f, void **params, void **extra);
   CUresult (*StreamCreate)(CUstream *s, unsigned flags);
   CUresult (*StreamDestroy)(CUstream s);
   CUresult (*StreamSynchronize)(CUstream s);

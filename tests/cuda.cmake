@@ -8,7 +8,7 @@
 # All carry the label "cuda" (ctest -L cuda runs them alone, -LE cuda skips them).
 if(MORC_HAVE_CUDA)
   set(MORC_PTXAS ${MORC_CUDA_ROOT}/bin/ptxas)
-  add_executable(test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cuda.c)
+  add_executable(test_cuda ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_cuda.c ${CMAKE_CURRENT_SOURCE_DIR}/unit/cuda_layout.c)
   target_link_libraries(test_cuda PRIVATE morcuda morfront morrt PkgConfig::CHECK)
   target_compile_definitions(test_cuda PRIVATE MORC_EXAMPLES="${CMAKE_SOURCE_DIR}/examples"
                                                MORC_CUDA_STUB="${MORC_CUDA_ROOT}/lib64/stubs/libcuda.so")

@@ -22,6 +22,18 @@
 #define MOR_BOUNDS(n) __launch_bounds__(n)
 #define MOR_LDG(p) __ldg(p)
 #define MOR_UNROLL _Pragma("unroll")
+/* Programmatic dependent launch (sm_90): every kernel instance starts with
+ * this. launch_dependents lets the next kernel of the stream be launched
+ * once every block of this one has started, so its launch overlaps this
+ * kernel's run; wait blocks until the previous kernel has completed and its
+ * memory is visible, before this kernel reads anything. Without the launch
+ * attribute (runtime --no-pdl, older GPUs) both are no-ops, and the order of
+ * the stream is as always. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MOR_PDL() asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;\n" ::: "memory")
+#else
+#define MOR_PDL()
+#endif
 #endif
 
 typedef unsigned short mor_bf16;

@@ -53,6 +53,8 @@ static void usage(FILE *f) {
           "                      with --no-embed-weights, else they replace the embedded ones\n"
           "  --device N          GPU ordinal (default 0)\n"
           "  --no-graph          launch every kernel of a decode step (no CUDA graph)\n"
+          "  --no-pdl            no programmatic dependent launch (sm_90: by default each kernel is launched\n"
+          "                      while the one before it runs, and waits for it on the GPU)\n"
           "  --sync-steps        wait for every kernel and name the one that failed (debugging; slow)\n"
           "  --dump-steps FILE   after every kernel, write the device state to FILE (debugging: compare a\n"
           "                      GPU's dump with the CPU emulation's with stepcmp; implies --sync-steps)\n"
@@ -264,7 +266,7 @@ int main(int argc, char **argv) {
   long long n_gen = 0, bench_prefill = 0, bench_decode = 0, bench_reps = 5, device = 0, top_k = 0;
   unsigned long long seed = 1;
   double temp = 0, top_p = 0;
-  int stats = 0, graphs = 1, info = 0, bench_bw = 0, sync_steps = 0;
+  int stats = 0, graphs = 1, info = 0, bench_bw = 0, sync_steps = 0, pdl = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char **sslot = NULL;
@@ -295,8 +297,9 @@ int main(int argc, char **argv) {
       if (*end || !*argv[i]) return die_usage("--seed %s: expected a non-negative integer", argv[i]);
       continue;
     } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
-               !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps")) {
+               !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps") || !strcmp(a, "--no-pdl")) {
       if (!strcmp(a, "--sync-steps")) sync_steps = 1;
+      else if (!strcmp(a, "--no-pdl")) pdl = 0;
       else if (a[2] == 's') stats = 1;
       else if (a[2] == 'n') graphs = 0;
       else if (a[2] == 'i') info = 1;
@@ -420,7 +423,8 @@ int main(int argc, char **argv) {
   }
   if (dump_path) sync_steps = 1;
   int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device,
-                            (graphs && !sync_steps ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0),
+                            (graphs && !sync_steps ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0) |
+                                (pdl ? MORRT_CUDA_PDL : 0),
                             &c, err, sizeof err);
   free(wfile);
   if (orc != MORRT_CUDA_OK) {
@@ -541,6 +545,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "depths:    ");
       for (int64_t d = 0; d <= p->n_r && d <= 64; d++) fprintf(stderr, " %lld:%lld", (long long)d, (long long)hist[d]);
       fprintf(stderr, " (prompt tokens by recursions run)\n");
+      morrt_cuda_device(c, &dv); /* after the runs: a driver may have refused programmatic dependent launch */
+      fprintf(stderr, "launches:    programmatic dependent launch %s\n", dv.pdl ? "on" : "off");
     }
   }
   if (bench_prefill) {
@@ -597,6 +603,8 @@ int main(int argc, char **argv) {
     free(bt);
     free(bd);
     free(bl);
+    morrt_cuda_device(c, &dv);
+    printf("launches: programmatic dependent launch %s\n", dv.pdl ? "on" : "off");
   }
   rc = 0;
   if (dumpf) {

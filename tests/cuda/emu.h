@@ -56,6 +56,7 @@ struct uint4 {
 #define MOR_BOUNDS(n)
 #define MOR_LDG(p) (*(p))
 #define MOR_UNROLL
+#define MOR_PDL() /* blocks run one launch at a time: nothing to overlap or wait for */
 #define __shared__ static
 #define __global__
 #define __device__

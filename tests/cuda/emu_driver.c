@@ -248,6 +248,38 @@ CUresult cuLaunchKernel(struct CUfunc_st *f, unsigned gx, unsigned gy, unsigned 
   }
   return run(&r);
 }
+/* cuLaunchKernelEx: the layout of cuda.h's CUlaunchConfig and CUlaunchAttribute
+ * (runtime/cuda_shim.h mirrors it; tests/unit/cuda_layout.c checks that
+ * against cuda.h). Programmatic dependent launch needs nothing here: launches
+ * run one after another. MORC_EMU_NO_LAUNCH_EX=1 refuses it, as a driver
+ * without the feature would (CUDA_ERROR_NOT_SUPPORTED). */
+typedef struct {
+  int id;
+  char pad[4];
+  union {
+    char bytes[64];
+    int value;
+    void *align;
+  } v;
+} emu_attr;
+typedef struct {
+  unsigned gx, gy, gz, bx, by, bz, smem;
+  struct CUstream_st *stream;
+  emu_attr *attrs;
+  unsigned n_attrs;
+} emu_config;
+static long emu_pdl_launches;
+CUresult cuLaunchKernelEx(const emu_config *c, struct CUfunc_st *f, void **params, void **extra) {
+  if (getenv("MORC_EMU_NO_LAUNCH_EX")) return 801;
+  if (!c || (c->n_attrs && !c->attrs) || c->n_attrs > 8) return ERR_INVALID_VALUE;
+  for (unsigned i = 0; i < c->n_attrs; i++) {
+    if (c->attrs[i].id != 6 || (c->attrs[i].v.value != 0 && c->attrs[i].v.value != 1)) return ERR_INVALID_VALUE;
+    emu_pdl_launches += c->attrs[i].v.value;
+  }
+  if (getenv("MORC_EMU_LOG")) fprintf(stderr, "emu: launch with attributes (%ld with PDL so far)\n", emu_pdl_launches);
+  return cuLaunchKernel(f, c->gx, c->gy, c->gz, c->bx, c->by, c->bz, c->smem, c->stream, params, extra);
+}
+
 CUresult cuStreamCreate(struct CUstream_st **s, unsigned flags) {
   (void)flags;
   *s = calloc(1, sizeof **s);

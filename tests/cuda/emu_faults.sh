@@ -4,7 +4,8 @@
 # the launch succeeds, the next synchronization and every later call return
 # CUDA_ERROR_ILLEGAL_ADDRESS). The executable must exit 3 with the driver's
 # error and a hint, and with --sync-steps name the step and kernel that
-# failed; in the CUDA graph of a decode step too.
+# failed; in the CUDA graph of a decode step too. Also the switch of
+# programmatic dependent launch (--no-pdl, and a driver that refuses it).
 # usage: emu_faults.sh MORC CXX EMU_H DRIVER_SO MODEL
 set -uo pipefail
 morc=$1 cxx=$2 emuh=$3 driver=$4 model=$5
@@ -45,3 +46,15 @@ echo "ok: in a decode step (graph, and --sync-steps)"
 "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --sync-steps --logits "$tmp/b.npy" || fail "run --sync-steps"
 cmp -s "$tmp/a.npy" "$tmp/b.npy" || fail "--sync-steps changed the logits"
 echo "ok: --sync-steps alone changes nothing"
+# programmatic dependent launch: on by default for sm_90 (the emulated GPU is sm_90), off with
+# --no-pdl or where the driver refuses cuLaunchKernelEx; the logits are the same bits
+"$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --stats 2> "$tmp/s.txt" > /dev/null || fail "run --stats"
+grep -q "programmatic dependent launch on" "$tmp/s.txt" || fail "PDL is not on by default: $(cat "$tmp/s.txt")"
+"$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --no-pdl --stats --logits "$tmp/c.npy" 2> "$tmp/s.txt" > /dev/null || fail "--no-pdl"
+grep -q "programmatic dependent launch off" "$tmp/s.txt" || fail "--no-pdl: $(cat "$tmp/s.txt")"
+cmp -s "$tmp/a.npy" "$tmp/c.npy" || fail "--no-pdl changed the logits"
+MORC_EMU_NO_LAUNCH_EX=1 "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --stats --logits "$tmp/d.npy" 2> "$tmp/s.txt" > /dev/null ||
+  fail "a driver without cuLaunchKernelEx: $(cat "$tmp/s.txt")"
+grep -q "programmatic dependent launch off" "$tmp/s.txt" || fail "no fallback when PDL is refused: $(cat "$tmp/s.txt")"
+cmp -s "$tmp/a.npy" "$tmp/d.npy" || fail "the fallback changed the logits"
+echo "ok: programmatic dependent launch on by default, off with --no-pdl, and when the driver refuses it"

@@ -247,6 +247,11 @@ run() {
         }
       }' "$tmp/bench.txt"
   fi
+  echo "== the same decode without programmatic dependent launch, and without the CUDA graph"
+  for opt in --no-pdl --no-graph; do
+    ${limit:+timeout 120} "$dir/bench/mor360_bf16" --weights "$tmp/m/model.safetensors" --bench-prefill $BENCH_T \
+      --bench-reps 1 --bench-decode $BENCH_DECODE $opt 2>&1 | grep '^decode:' | sed "s/^/$opt: /"
+  done
   echo "== $failures failure(s)"
   [ $failures -eq 0 ]
 }

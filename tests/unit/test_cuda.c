@@ -159,6 +159,11 @@ START_TEST(no_driver) {
 }
 END_TEST
 
+/* tests/unit/cuda_layout.c: the shim's constants and structs against cuda.h, at compile time */
+int morrt_test_cuda_layout_checked(void);
+START_TEST(shim_layout_matches_cuda_h) { ck_assert_int_ge(morrt_test_cuda_layout_checked(), 12000); }
+END_TEST
+
 /* error codes are named even when the driver cannot name them (a stub library) */
 START_TEST(error_names) {
   char b[256];
@@ -205,6 +210,7 @@ int main(void) {
   tcase_add_test(t, nvrtc_failure_names_the_kernel);
   tcase_add_test(t, no_driver);
   tcase_add_test(t, error_names);
+  tcase_add_test(t, shim_layout_matches_cuda_h);
   tcase_add_test(t, stub_driver);
   suite_add_tcase(s, t);
   SRunner *r = srunner_create(s);
