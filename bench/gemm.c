@@ -69,7 +69,7 @@ static int gemm(int64_t T, int64_t K, int64_t N, int reps, int threads, int cold
     for (int64_t c = 0; c < copies; c++) memcpy(Ws + c * N * K, W0, (size_t)(N * K * 4));
   }
   float *y0 = calloc((size_t)(T * N), 4), *y1 = calloc((size_t)(T * N), 4);
-  morrt_pool *pool = threads > 1 ? morrt_pool_create(threads) : NULL;
+  morrt_pool *pool = threads > 1 ? morrt_pool_create(threads, MORRT_POOL_PIN) : NULL;
   openblas_set_num_threads(threads);
   mm_args a = {x, W, y0, T, K, N};
   int64_t items = mork_matmul_items(T, N);
@@ -122,7 +122,7 @@ static int bw(int64_t mib, int reps, int threads) {
   int64_t blocks = mib * 16, n = blocks * 16384;
   float *p = aligned_alloc(64, (size_t)n * 4);
   for (int64_t i = 0; i < n; i++) p[i] = (float)(i & 7);
-  morrt_pool *pool = threads > 1 ? morrt_pool_create(threads) : NULL;
+  morrt_pool *pool = threads > 1 ? morrt_pool_create(threads, MORRT_POOL_PIN) : NULL;
   bw_args a = {.p = p, .n = n};
   double *t = malloc(sizeof(double) * (size_t)reps), sink = 0;
   for (int r = -1; r < reps; r++) {

@@ -49,7 +49,9 @@ static void usage(FILE *f) {
           "  --show-routing      print every token with the number of recursions it ran\n"
           "                      (colored on a terminal)\n"
           "runtime:\n"
-          "  --threads N         worker threads, this one included (default: one per core)\n"
+          "  --threads N         worker threads, this one included (default: one per CPU this process\n"
+          "                      may use; then each thread is pinned to a CPU of its own)\n"
+          "  --no-pin            do not pin the threads to CPUs\n"
           "  --weights FILE      weights (.safetensors or .index.json) instead of %s%s\n"
           "  --tokenizer FILE    tokenizer.json instead of the embedded one\n"
           "  --info              print what the program was compiled for and exit\n"
@@ -198,7 +200,7 @@ int main(int argc, char **argv) {
   const char *prompt = NULL, *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL, *depths_path = NULL;
   const char *weights = NULL, *tok_path = NULL;
   double n_gen = d->whole_sequence ? 0 : 32, temp = 0.8, top_k = 40, top_p = 0.95, threads = 0, seed_v = -1;
-  int stats = 0, routing = 0, info = 0;
+  int stats = 0, routing = 0, info = 0, pin = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], **sv = NULL;
     double *nv = NULL, lo = 0, hi = 0;
@@ -221,6 +223,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--stats")) stats = 1;
     else if (!strcmp(a, "--show-routing")) routing = 1;
     else if (!strcmp(a, "--info")) info = 1;
+    else if (!strcmp(a, "--no-pin")) pin = 0;
     else return die_usage("unknown option '%s'", a);
     if (sv || nv) {
       if (++i >= argc) return die_usage("%s needs a value", a);
@@ -258,7 +261,7 @@ int main(int argc, char **argv) {
   float *logits = NULL;
   size_t nt = 0, nc = 0;
 
-  morrt_options opt = {.threads = (int)threads, .weights = weights};
+  morrt_options opt = {.threads = (int)threads, .weights = weights, .pin = pin};
   m = morrt_model_open(d, &opt, err, sizeof err);
   if (!m) {
     fail(err);
@@ -434,8 +437,8 @@ int main(int argc, char **argv) {
     for (int64_t r = 0; r <= d->num_recursions; r++) fprintf(stderr, " %lld: %lld", (long long)r, (long long)dc[r]);
     fprintf(stderr, ")\n");
     fprintf(stderr, "KV cache:   %lld bytes in use (%lld caches)\n", (long long)morrt_seq_kv_bytes(s), (long long)d->n_kv);
-    fprintf(stderr, "threads:    %d, seed %llu, weights %s (%s, %.1f MB)\n", morrt_model_threads(m),
-            (unsigned long long)seed, morrt_model_weights_path(m), format_name(wfmt), (double)wbytes / 1e6);
+    fprintf(stderr, "threads:    %d%s, seed %llu, weights %s (%s, %.1f MB)\n", morrt_model_threads(m),
+            morrt_model_pinned(m) ? " (pinned)" : "", (unsigned long long)seed, morrt_model_weights_path(m), format_name(wfmt), (double)wbytes / 1e6);
   }
   rc = 0;
 out:

@@ -144,10 +144,10 @@ static morrt_model *model_new(const morrt_desc *d, const morrt_options *opt, cha
   m->owned = calloc((size_t)d->n_weights + 1, sizeof *m->owned);
   m->arena_map = (size_t)d->arena_bytes;
   m->arena = map_anon(m->arena_map);
-  int threads = opt && opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = opt && opt->threads > 0 ? opt->threads : morrt_cpu_count();
   if (threads < 1) threads = 1;
   m->threads = threads;
-  if (threads > 1) m->pool = morrt_pool_create(threads);
+  if (threads > 1) m->pool = morrt_pool_create(threads, opt && opt->pin ? MORRT_POOL_PIN : 0);
   if (!m->w || !m->owned || !m->arena || (threads > 1 && !m->pool)) {
     seterr(err, errlen, "out of memory (arena of %lld bytes, %d threads)", (long long)d->arena_bytes, threads);
     morrt_model_free(m);
@@ -404,6 +404,7 @@ void morrt_model_free(morrt_model *m) {
 const morrt_desc *morrt_model_desc(const morrt_model *m) { return m->d; }
 const char *morrt_model_weights_path(const morrt_model *m) { return m->weights_path; }
 int morrt_model_threads(const morrt_model *m) { return m->threads; }
+int morrt_model_pinned(const morrt_model *m) { return morrt_pool_pinned(m->pool); }
 
 morrt_tokenizer *morrt_model_tokenizer(const morrt_model *m, char *err, size_t errlen) {
   if (errlen) err[0] = 0;

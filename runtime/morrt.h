@@ -40,10 +40,15 @@ typedef struct morrt_model morrt_model;
 typedef struct morrt_seq morrt_seq;
 
 typedef struct morrt_options {
-  int threads;         /* threads of the pool, the caller included; 0: one per core */
+  int threads;         /* threads of the pool, the caller included; 0: one per CPU this process
+                          may run on (its affinity mask) */
   const char *weights; /* a .safetensors file or model.safetensors.index.json; NULL: the
                           weights embedded in the model, else desc->weights_file beside
                           the running executable */
+  int pin;             /* 1: pin the pool's threads, the thread that opens the model included, one
+                          per CPU, when the pool has one thread per CPU the process may run on
+                          (MORRT_PIN=0 or 1 in the environment overrides); 0: leave them to the
+                          scheduler */
 } morrt_options;
 
 /* Open the weights and bind them. Errors (returned NULL, message in err):
@@ -65,6 +70,7 @@ void morrt_model_free(morrt_model *m);
 const morrt_desc *morrt_model_desc(const morrt_model *m);
 const char *morrt_model_weights_path(const morrt_model *m); /* where the weights came from */
 int morrt_model_threads(const morrt_model *m);
+int morrt_model_pinned(const morrt_model *m); /* 1: the pool's threads are pinned (morrt_options.pin) */
 
 /* The tokenizer embedded in the model (morc build embeds the model's
  * tokenizer.json), or NULL: with err "" when the model has none, else the

@@ -84,7 +84,7 @@ mor_llvm_jit *mor_llvm_jit_new(const mor_module *m, const mor_weights *w, const 
     for (int d = 0; d < t->rank && d < 4; d++) r->shape[d] = t->shape[d];
     r->data = t->data;
   }
-  morrt_options ro = {.threads = opts.threads};
+  morrt_options ro = {.threads = opts.threads, .pin = 1}; /* morc run's own process, as a built executable */
   char e[1024];
   j->model = morrt_model_bind(desc, j->refs, w->n_tensors, &ro, e, sizeof e);
   if (!j->model) {

@@ -1,12 +1,13 @@
 /* test_runtime.c: Check suite for libmorrt: tokenizer against golden ids from
  * Hugging Face `tokenizers` (tests/data/tokenizer), the JSON reader's errors,
  * sampler determinism and support, .npy bytes and round trips, thread pool. */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getcpu, CPU_* */
 #endif
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -902,7 +903,7 @@ START_TEST(test_pool_coverage) {
   static const int threads[] = {1, 2, 3, 4, 7, 8, 16};
   static const int64_t sizes[] = {0, 1, 2, 3, 5, 7, 8, 15, 16, 17, 100, 1000, 4097};
   for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
-    morrt_pool *pool = morrt_pool_create(threads[t]);
+    morrt_pool *pool = morrt_pool_create(threads[t], 0);
     ck_assert_ptr_nonnull(pool);
     ck_assert_int_eq(morrt_pool_size(pool), threads[t]);
     for (int rep = 0; rep < 30; rep++) {
@@ -923,7 +924,7 @@ START_TEST(test_pool_coverage) {
     }
     morrt_pool_free(pool);
   }
-  morrt_pool *dflt = morrt_pool_create(0);
+  morrt_pool *dflt = morrt_pool_create(0, 0);
   ck_assert_int_ge(morrt_pool_size(dflt), 1);
   morrt_pool_free(dflt);
   morrt_pool_free(NULL);
@@ -941,7 +942,7 @@ static void sum_fn(void *ctx, int64_t b, int64_t e, int tid) {
 
 START_TEST(test_pool_many_runs) {
   /* Many back-to-back small jobs (the decode-loop pattern). */
-  morrt_pool *pool = morrt_pool_create(4);
+  morrt_pool *pool = morrt_pool_create(4, 0);
   for (int i = 0; i < 20000; i++) {
     atomic_llong sum = 0;
     int64_t n = 1 + i % 97;
@@ -949,6 +950,56 @@ START_TEST(test_pool_many_runs) {
     ck_assert_int_eq(atomic_load(&sum), n * (n - 1) / 2);
   }
   morrt_pool_free(pool);
+}
+END_TEST
+
+static void cpu_fn(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)b, (void)e;
+  ((int *)ctx)[tid] = sched_getcpu();
+}
+
+/* MORRT_POOL_PIN: one thread per CPU, each on its own; only when the pool
+ * has exactly one thread per CPU; MORRT_PIN=0 turns it off; the creator's
+ * CPU set comes back at free. */
+START_TEST(test_pool_pin) {
+  int n = morrt_cpu_count();
+  cpu_set_t before, during, after;
+  ck_assert_int_eq(sched_getaffinity(0, sizeof before, &before), 0);
+  ck_assert_int_eq(CPU_COUNT(&before), n);
+  unsetenv("MORRT_PIN");
+  morrt_pool *p = morrt_pool_create(n, MORRT_POOL_PIN);
+  ck_assert_ptr_nonnull(p);
+  if (n == 1) { /* a one-thread pool has nothing to pin */
+    ck_assert_int_eq(morrt_pool_pinned(p), 0);
+    morrt_pool_free(p);
+    return;
+  }
+  ck_assert_int_eq(morrt_pool_pinned(p), 1);
+  ck_assert_int_eq(sched_getaffinity(0, sizeof during, &during), 0);
+  ck_assert_int_eq(CPU_COUNT(&during), 1);
+  int cpu[1024];
+  for (int rep = 0; rep < 3; rep++) {
+    for (int i = 0; i < n; i++) cpu[i] = -1;
+    morrt_pool_run(p, cpu_fn, cpu, n);
+    for (int i = 0; i < n; i++) {
+      ck_assert_msg(cpu[i] >= 0 && CPU_ISSET(cpu[i], &before), "thread %d ran on CPU %d", i, cpu[i]);
+      for (int j = 0; j < i; j++) ck_assert_msg(cpu[i] != cpu[j], "threads %d and %d share CPU %d", j, i, cpu[i]);
+    }
+  }
+  morrt_pool_free(p);
+  ck_assert_int_eq(sched_getaffinity(0, sizeof after, &after), 0);
+  ck_assert(CPU_EQUAL(&before, &after));
+  /* more threads than CPUs: not pinned; nor with MORRT_PIN=0 */
+  p = morrt_pool_create(n + 1, MORRT_POOL_PIN);
+  ck_assert_int_eq(morrt_pool_pinned(p), 0);
+  morrt_pool_free(p);
+  setenv("MORRT_PIN", "0", 1);
+  p = morrt_pool_create(n, MORRT_POOL_PIN);
+  ck_assert_int_eq(morrt_pool_pinned(p), 0);
+  morrt_pool_free(p);
+  unsetenv("MORRT_PIN");
+  ck_assert_int_eq(sched_getaffinity(0, sizeof after, &after), 0);
+  ck_assert(CPU_EQUAL(&before, &after));
 }
 END_TEST
 
@@ -983,6 +1034,7 @@ static Suite *runtime_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_pool_coverage);
   tcase_add_test(tc, test_pool_many_runs);
+  tcase_add_test(tc, test_pool_pin);
   suite_add_tcase(s, tc);
   return s;
 }
