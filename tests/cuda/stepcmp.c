@@ -49,6 +49,9 @@ static const char *section_name(int64_t tag, char *buf, size_t n) {
   return buf;
 }
 
+/* the two sections being compared (file scope: an early error return leaves them reachable) */
+static char *ha, *hb;
+
 static int is_float(uint32_t u) {
   uint32_t e = (u >> 23) & 0xff;
   return e != 0 && e != 0xff;
@@ -76,7 +79,6 @@ int main(int argc, char **argv) {
   const int64_t big = (int64_t)1 << 40;
   long long steps = 0, bad_steps = 0;
   int first = 1;
-  char *ha = NULL, *hb = NULL;
   size_t cap = 0;
   for (;; a.rec++, b.rec++) {
     char ma[8], mb[8];
