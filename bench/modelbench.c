@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
   }
   int threads = atoi(argv[4]), reps = atoi(argv[7]);
   int64_t T = atoll(argv[5]), D = atoll(argv[6]);
-  morrt_options opt = {.threads = threads, .weights = argv[3]};
+  morrt_options opt = {.threads = threads, .weights = argv[3], .pin = 1}; /* as the executables */
   morrt_model *m = morrt_model_open(desc, &opt, err, sizeof err);
   if (!m) {
     fprintf(stderr, "modelbench: %s\n", err);
