@@ -77,6 +77,10 @@ if(MORC_HAVE_CUDA)
                    ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu> $<TARGET_FILE:stepcmp>
                    ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
   set_tests_properties(cuda_emu_stepdump PROPERTIES TIMEOUT 300 LABELS cuda)
+  # tests/gpu/run.sh itself, dry-run on the emulation (prepare for two variants, run, a broken reference)
+  add_test(NAME cuda_gpu_script COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/gpu_script.sh ${CMAKE_BINARY_DIR}
+                                        $<TARGET_FILE:morcuda_emu>)
+  set_tests_properties(cuda_gpu_script PROPERTIES TIMEOUT 600 LABELS "cuda;no_asan")
   # races: every kernel computes the same bits whatever order the emulation runs blocks and threads in
   add_test(NAME cuda_emu_schedules
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_schedules.sh $<TARGET_FILE:morc> ${CMAKE_C_COMPILER}

@@ -22,6 +22,10 @@
 # program run here has its own limit, so a kernel that never ends costs 60 s, not the lease)
 # (the bundle is one .tar.gz because the tree that travels is limited to 64 MiB)
 #
+# For prepare: MORC_BUILD=DIR uses that build folder (MORC_NO_BUILD=1: as it is, without
+# building), MORC_GPU_VARIANTS="a b" only those example variants, MORC_GPU_NO_BENCH=1 leaves
+# the 360M-class model out (ctest's gpu_script_dry_run does all three).
+#
 # A dry run of `run` without a GPU, on the CPU emulation (each executable's kernels are in the
 # bundle as EXE.so): MORRT_CUDA_DRIVER=$PWD/build/lib/libmorcuda_emu.so tests/gpu/run.sh run
 # (the 360M-class model and the benchmark are skipped then).
@@ -49,7 +53,8 @@ prepare() {
   local build=${MORC_BUILD:-$root/build-gpu-prep}
   echo "== prepare: building morc in $build"
   [ -n "${MORC_BUILD:-}" ] || cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null || exit 1
-  cmake --build "$build" -j"$(nproc)" --target morc morrt-cuda npycmp stepcmp morcuda_emu >/dev/null || exit 1
+  [ -n "${MORC_NO_BUILD:-}" ] ||
+    cmake --build "$build" -j"$(nproc)" --target morc morrt-cuda npycmp stepcmp morcuda_emu >/dev/null || exit 1
   local morc=$build/bin/morc
   local out=$dir
   dir=$(mktemp -d) # staging; packed into $out/bundle.tar.gz at the end
@@ -60,6 +65,7 @@ prepare() {
   local jobs=()
   while read -r v causal; do
     [ -n "$v" ] || continue
+    [ -z "${MORC_GPU_VARIANTS:-}" ] || case " $MORC_GPU_VARIANTS " in *" $v "*) ;; *) continue ;; esac
     local ex=$root/examples/$v model
     model=$ex/model.json
     [ -f "$model" ] || model=$ex/config.json
@@ -79,6 +85,12 @@ prepare() {
     fi
   done < "$root/tests/golden/manifest.txt"
   printf '%s\n' "${jobs[@]}" | xargs -P "$(nproc)" -I{} sh -c '{}' || exit 1
+  if [ -n "${MORC_GPU_NO_BENCH:-}" ]; then
+    echo "== prepare: 360M-class benchmark model skipped (MORC_GPU_NO_BENCH)"
+    rm -rf "$out" && mkdir -p "$out" && tar -czf "$out/bundle.tar.gz" -C "$dir" . || exit 1
+    rm -rf "$dir"
+    return 0
+  fi
   echo "== prepare: 360M-class benchmark model"
   local tmp=${TMPDIR:-/tmp}/morc-gpu-bench-$$
   mkdir -p "$tmp/m" && cc -O2 -o "$tmp/mkweights" "$root/bench/mkweights.c" || exit 1
@@ -197,8 +209,12 @@ run() {
       [ "$causal" = 1 ] && check "$v bf16 tensor cores chunked" "$vd/mma" "$vd" 3e-2 0 --chunks "$((T / 2)),$((T - T / 2))"
     fi
   done
-  if [ -n "${MORRT_CUDA_DRIVER:-}" ]; then # a dry run on the CPU emulation: nothing to measure
-    echo "== 360M-class model and benchmark skipped: MORRT_CUDA_DRIVER is set (emulation)"
+  if [ -n "${MORRT_CUDA_DRIVER:-}" ] || [ ! -x "$dir/bench/mor360_bf16" ]; then # nothing to measure
+    if [ -n "${MORRT_CUDA_DRIVER:-}" ]; then
+      echo "== 360M-class model and benchmark skipped: MORRT_CUDA_DRIVER is set (emulation)"
+    else
+      echo "== 360M-class model and benchmark skipped: not in the bundle (MORC_GPU_NO_BENCH)"
+    fi
     echo "== $failures failure(s)"
     [ $failures -eq 0 ]
     return
