@@ -21,4 +21,5 @@ if(TARGET morrt AND EXISTS ${CMAKE_SOURCE_DIR}/runtime/tokenizer.c)
   morc_fuzz_replay(tokenizer_encode morrt)
   target_compile_definitions(replay_tokenizer_encode PRIVATE
     MORC_FUZZ_TOKENIZER="${CMAKE_CURRENT_SOURCE_DIR}/data/tokenizer/tokenizer.json")
+  morc_fuzz_replay(cuda_plan morrt) # the launch plan a CUDA executable reads from its own file
 endif()

@@ -17,7 +17,7 @@ clang=/usr/lib/llvm-19/bin/clang
 # passes: the -O2 pipeline on verified IR (seeds: the IR corpus). It was opt-in
 # until the pipeline passed it; it runs by default since specialize-depths and
 # fuse-shared-block keep rows symbols consistent (docs/errors.md, "Fuzzing").
-harnesses=(config safetensors ir passes cli tokenizer_load tokenizer_encode)
+harnesses=(config safetensors ir passes cli tokenizer_load tokenizer_encode cuda_plan)
 [ -n "${MORC_FUZZ_ONLY:-}" ] && read -r -a harnesses <<<"$MORC_FUZZ_ONLY"
 
 CC=$clang cmake -S "$root/tests/fuzz" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
