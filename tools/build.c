@@ -40,7 +40,8 @@ static const char *usage_build =
     "  --embed-weights     put the weights inside the output; otherwise they are written to\n"
     "                      NAME.safetensors beside it (exe, lib, bundle)\n"
     "  --target TRIPLE     target triple (default: this machine); exe and lib need the host\n"
-    "  --cpu NAME          target CPU (default: this machine's, e.g. znver4; 'generic' for any)\n"
+    "  --cpu NAME          target CPU (default: this machine's, e.g. znver4; 'generic' for any,\n"
+    "                      'native' for this machine's)\n"
     "  --features LIST     target features, e.g. +avx2,+fma (default: the CPU's)\n"
     "  --llvm-opt N        LLVM optimization level 0-3 (default 3)\n"
     "  --max-tokens N      most tokens per forward call (default: max_position_embeddings);\n"
@@ -202,7 +203,9 @@ static int parse_kind(const char *s, kind_t *k) {
 }
 
 int morc_cmd_build(int argc, char **argv) {
-  for (int i = 0; i + 1 < argc; i++) if (!strcmp(argv[i], "--target") && !strcmp(argv[i + 1], "cuda")) return morc_build_cuda(argc, argv);
+  for (int i = 0; i < argc; i++)
+    if ((!strcmp(argv[i], "--target") && i + 1 < argc && !strcmp(argv[i + 1], "cuda")) || !strcmp(argv[i], "--target=cuda"))
+      return morc_build_cuda(argc, argv);
   const char *model = NULL, *out = NULL, *emit = "exe", *name = NULL, *rtlib = NULL, *cc = getenv("CC");
   const char *maxtok_s = NULL, *llvmopt_s = NULL, *wdtype_s = NULL;
   int embed = 0, verbose = 0, pm_rc;
@@ -230,8 +233,11 @@ int morc_cmd_build(int argc, char **argv) {
     else if (!strcmp(a, "--emit")) slot = &emit;
     else if (!strcmp(a, "-o")) slot = &out;
     else if (!strcmp(a, "--target")) slot = &lo.triple;
+    else if (!strncmp(a, "--target=", 9)) lo.triple = a + 9;
     else if (!strcmp(a, "--cpu")) slot = &lo.cpu;
+    else if (!strncmp(a, "--cpu=", 6)) lo.cpu = a + 6;
     else if (!strcmp(a, "--features")) slot = &lo.features;
+    else if (!strncmp(a, "--features=", 11)) lo.features = a + 11;
     else if (!strcmp(a, "--name")) slot = &name;
     else if (!strcmp(a, "--runtime-lib")) slot = &rtlib;
     else if (!strcmp(a, "--cc")) slot = &cc;
@@ -275,6 +281,10 @@ int morc_cmd_build(int argc, char **argv) {
     return mor_pm_opts_free(pm),
            morc_die_usage("build", "--target %s: executables and libraries are linked here, so they need this "
                           "machine's target; use --emit=obj, asm, bundle or llvm to cross-compile", lo.triple);
+  if (lo.cpu || lo.features) {
+    mor_err te = {{0}};
+    if (mor_llvm_check_target(&lo, &te)) return mor_pm_opts_free(pm), morc_die_usage("build", "%s", te.msg);
+  }
 
   mor_err e = {{0}};
   int rc = 1;

@@ -49,6 +49,9 @@ int mor_llvm_weights_format(const char *name);
 void mor_llvm_opts_default(mor_llvm_opts *o);
 /* 1 when triple (normalized) is the host's */
 int mor_llvm_is_host_triple(const char *triple);
+/* 0 when LLVM knows the target, --cpu (a name, or "native" on the host
+ * target) and --features of o; else -1 with err saying which it does not. */
+int mor_llvm_check_target(const mor_llvm_opts *o, mor_err *err);
 
 typedef enum { MOR_EMIT_LLVM, MOR_EMIT_ASM, MOR_EMIT_OBJ } mor_emit_kind;
 

@@ -10,8 +10,10 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int mor_llvm_codegen_desc(lg *g, const char *name, const char *triple, const char *cpu);
 void mor_llvm_codegen_free(lg *g);
@@ -97,31 +99,133 @@ static LLVMTargetMachineRef make_tm(const char *triple, const char *cpu, const c
   return LLVMCreateTargetMachine(t, triple, cpu, features, cg_level(opt), LLVMRelocPIC, LLVMCodeModelDefault);
 }
 
-int mor_llvm_make_tm(mor_llvm_module *lm, const mor_llvm_opts *o, mor_err *err) {
+/* LLVM takes any --cpu and --features: it prints "'X' is not a recognized
+ * processor for this target (ignoring processor)" to stderr and goes on
+ * with a generic CPU; on x86-64 that generic CPU then lacks 64-bit mode and
+ * code generation aborts the process. The C API cannot ask whether a name
+ * is known, so a probe compiles an empty function for the target with
+ * stderr captured and looks for those warnings. Returns 0, or -1 with err. */
+static int probe_cpu(const char *triple, const char *cpu, const char *features, mor_err *err) {
+  LLVMTargetRef t;
+  char *msg = NULL;
+  if (LLVMGetTargetFromTriple(triple, &t, &msg)) {
+    mor_errf(err, "--target %s: %s", triple, msg ? msg : "unknown target");
+    LLVMDisposeMessage(msg);
+    return -1;
+  }
+  /* +64bit keeps an x86-64 probe with an unknown CPU from aborting */
+  mor_buf f = {0};
+  mor_buf_puts(&f, features);
+  if (!strncmp(triple, "x86_64", 6)) mor_buf_puts(&f, f.len ? ",+64bit" : "+64bit");
+  mor_buf_putc(&f, 0);
+  /* stderr into a temporary file while LLVM makes the target machine and its subtarget */
+  char said[4096] = "";
+  FILE *cap = tmpfile();
+  int saved = cap ? dup(2) : -1;
+  fflush(stderr);
+  if (saved >= 0) dup2(fileno(cap), 2);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, triple, cpu, f.data, LLVMCodeGenLevelNone, LLVMRelocPIC,
+                                                    LLVMCodeModelDefault);
+  mor_buf_free(&f);
+  LLVMContextRef cx = LLVMContextCreate();
+  LLVMModuleRef m = LLVMModuleCreateWithNameInContext("morc-cpu-probe", cx);
+  LLVMSetTarget(m, triple);
+  LLVMValueRef fn = LLVMAddFunction(m, "probe", LLVMFunctionType(LLVMVoidTypeInContext(cx), NULL, 0, 0));
+  LLVMBuilderRef b = LLVMCreateBuilderInContext(cx);
+  LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(cx, fn, "entry"));
+  LLVMBuildRetVoid(b);
+  LLVMDisposeBuilder(b);
+  LLVMMemoryBufferRef obj = NULL;
+  char *emsg = NULL;
+  LLVMBool failed = tm ? LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &emsg, &obj) : 1;
+  fflush(stderr);
+  if (saved >= 0) {
+    dup2(saved, 2);
+    close(saved);
+    rewind(cap);
+    size_t n = fread(said, 1, sizeof said - 1, cap);
+    said[n] = 0;
+  }
+  if (cap) fclose(cap);
+  if (obj) LLVMDisposeMemoryBuffer(obj);
+  LLVMDisposeModule(m);
+  LLVMContextDispose(cx);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  int rc = 0;
+  if (strstr(said, "is not a recognized processor")) {
+    mor_errf(err, "--cpu %s: LLVM does not know this processor for %s (%s; 'native' for this machine's; "
+                  "'llc-19 -mtriple=%s -mcpu=help' lists them)", cpu, triple,
+             strncmp(triple, "x86_64", 6) ? "e.g. generic" : "e.g. znver4, skylake-avx512, x86-64-v3, generic", triple);
+    rc = -1;
+  } else if (strstr(said, "is not a recognized feature")) {
+    mor_errf(err, "--features '%s': LLVM does not know a feature in it for %s (e.g. +avx2,+fma)", features, triple);
+    rc = -1;
+  } else if (failed) {
+    mor_errf(err, "--cpu %s / --features '%s': LLVM cannot generate code: %s", cpu, features, emsg ? emsg : "?");
+    rc = -1;
+  } else if (said[0]) {
+    fputs(said, stderr); /* anything else LLVM had to say */
+  }
+  if (emsg) LLVMDisposeMessage(emsg);
+  return rc;
+}
+
+/* The triple, CPU and features a build uses (host CPU and features by
+ * default), checked when --cpu or --features came from the user. */
+static int resolve_target(const mor_llvm_opts *o, char **triple, char **cpu, char **features, mor_err *err) {
   char *def = LLVMGetDefaultTargetTriple();
   char *norm = o->triple ? LLVMNormalizeTargetTriple(o->triple) : NULL;
   int host = !norm || !strcmp(norm, def);
-  lm->triple = mor_xstrdup(norm ? norm : def);
+  *triple = mor_xstrdup(norm ? norm : def);
+  *cpu = *features = NULL;
   LLVMDisposeMessage(def);
   if (norm) LLVMDisposeMessage(norm);
-  if (o->cpu) {
-    lm->cpu = mor_xstrdup(o->cpu);
+  if (o->cpu && !strcmp(o->cpu, "native")) {
+    if (!host) {
+      mor_errf(err, "--cpu native: this machine's CPU, but --target %s is not this machine's target", *triple);
+      return -1;
+    }
+    char *c = LLVMGetHostCPUName();
+    *cpu = mor_xstrdup(c);
+    LLVMDisposeMessage(c);
+    if (!o->features) {
+      char *f = LLVMGetHostCPUFeatures();
+      *features = mor_xstrdup(f);
+      LLVMDisposeMessage(f);
+    }
+  } else if (o->cpu) {
+    *cpu = mor_xstrdup(o->cpu);
   } else if (host) {
     char *c = LLVMGetHostCPUName();
-    lm->cpu = mor_xstrdup(c);
+    *cpu = mor_xstrdup(c);
     LLVMDisposeMessage(c);
   } else {
-    lm->cpu = mor_xstrdup("generic");
+    *cpu = mor_xstrdup("generic");
   }
-  if (o->features) {
-    lm->features = mor_xstrdup(o->features);
+  if (*features) {
+    /* --cpu native: the host's */
+  } else if (o->features) {
+    *features = mor_xstrdup(o->features);
   } else if (host && !o->cpu) {
     char *f = LLVMGetHostCPUFeatures();
-    lm->features = mor_xstrdup(f);
+    *features = mor_xstrdup(f);
     LLVMDisposeMessage(f);
   } else {
-    lm->features = mor_xstrdup("");
+    *features = mor_xstrdup("");
   }
+  return (o->cpu || o->features) ? probe_cpu(*triple, *cpu, *features, err) : 0;
+}
+
+int mor_llvm_check_target(const mor_llvm_opts *o, mor_err *err) {
+  if (mor_llvm_init_targets(err)) return -1;
+  char *triple, *cpu, *features;
+  int rc = resolve_target(o, &triple, &cpu, &features, err);
+  free(triple), free(cpu), free(features);
+  return rc;
+}
+
+int mor_llvm_make_tm(mor_llvm_module *lm, const mor_llvm_opts *o, mor_err *err) {
+  if (resolve_target(o, &lm->triple, &lm->cpu, &lm->features, err)) return -1;
   lm->tm = make_tm(lm->triple, lm->cpu, lm->features, o->opt_level, err);
   return lm->tm ? 0 : -1;
 }

@@ -11,6 +11,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 "$morc" build "$model" --target cuda -o "$tmp/m" || fail "morc build"
+"$morc" build "$model" --target=cuda --emit=plan -o "$tmp/plan.txt" || fail "morc build --target=cuda"
+grep -q "launch plan" "$tmp/plan.txt" || fail "--target=cuda did not take the CUDA backend"
 "$tmp/m" --help >/dev/null || fail "--help"
 "$tmp/m" --info > "$tmp/info.txt" || fail "--info"
 grep -q "launches per forward call" "$tmp/info.txt" || fail "--info output"

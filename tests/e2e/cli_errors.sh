@@ -41,6 +41,18 @@ expect 2 "--logits needs a value" run "$ex" --tokens 1 --logits
 expect 2 "--weights-dtype q4: expected f32, bf16, f16 or q8" run "$ex" --tokens 1 --backend llvm --weights-dtype q4
 expect 2 "--weights-dtype needs --backend llvm" run "$ex" --tokens 1 --weights-dtype bf16
 expect 2 "--weights-dtype int4: expected f32, bf16, f16 or q8" build "$ex" -o "$tmp/never" --weights-dtype int4
+# --cpu and --features LLVM does not know: a usage error, not LLVM's abort; 'native' is this machine's
+expect 2 "--cpu bogus: LLVM does not know this processor" build "$ex" -o "$tmp/never" --cpu bogus
+expect 2 "--features '+bogus': LLVM does not know a feature" build "$ex" -o "$tmp/never" --features=+bogus
+expect 2 "--cpu native: this machine's CPU, but --target aarch64" build "$ex" -o "$tmp/never.o" --emit=obj \
+  --target aarch64-linux-gnu --cpu native
+expect 2 "--cpu skylake: LLVM does not know this processor for aarch64" build "$ex" -o "$tmp/never.o" --emit=obj \
+  --target=aarch64-linux-gnu --cpu=skylake
+n=$((n + 1))
+if ! "$morc" build "$ex" -o "$tmp/native" --cpu=native >/dev/null 2>"$tmp/stderr" || ! [ -x "$tmp/native" ]; then
+  echo "FAIL: morc build --cpu=native:"; sed 's/^/    /' "$tmp/stderr"; fails=$((fails + 1))
+fi
+rm -f "$tmp/native"
 expect 1 "token id 128 is out of range (vocab_size 128)" run "$ex" --tokens 1,128 --logits "$tmp/out.npy"
 expect 1 "65 tokens do not fit in the context of 64 positions" run "$ex" --tokens "$(seq -s, 1 65)" --logits "$tmp/out.npy"
 expect 1 "cannot open" run "$tmp/nonexistent.json" --tokens 1 --logits "$tmp/out.npy"
