@@ -66,7 +66,8 @@ static int64_t now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* one round of polling; 0 once SPIN_NS have passed since round 0 */
+/* one round of polling; 0 once SPIN_NS have passed since the first
+ * sched_yield (the clock is read only every YIELD_EVERY rounds) */
 static int spin_wait(int i, int64_t *t0) {
   cpu_relax();
   if (i % YIELD_EVERY != YIELD_EVERY - 1)

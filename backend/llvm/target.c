@@ -213,7 +213,23 @@ static int resolve_target(const mor_llvm_opts *o, char **triple, char **cpu, cha
   } else {
     *features = mor_xstrdup("");
   }
-  return (o->cpu || o->features) ? probe_cpu(*triple, *cpu, *features, err) : 0;
+  if (!o->cpu && !o->features) return 0;
+  /* morc build checks its options before it builds (mor_llvm_check_target), then makes the
+   * target machine: the second time the same target needs no probe */
+  static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+  static char *known; /* "triple\ncpu\nfeatures" that passed the probe */
+  mor_buf key = {0};
+  mor_buf_printf(&key, "%s\n%s\n%s", *triple, *cpu, *features);
+  mor_buf_putc(&key, 0);
+  pthread_mutex_lock(&mu);
+  int rc = known && !strcmp(known, key.data) ? 0 : probe_cpu(*triple, *cpu, *features, err);
+  if (!rc && (!known || strcmp(known, key.data))) {
+    free(known);
+    known = mor_xstrdup(key.data);
+  }
+  pthread_mutex_unlock(&mu);
+  mor_buf_free(&key);
+  return rc;
 }
 
 int mor_llvm_check_target(const mor_llvm_opts *o, mor_err *err) {

@@ -298,11 +298,11 @@ int main(int argc, char **argv) {
       continue;
     } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
                !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps") || !strcmp(a, "--no-pdl")) {
-      if (!strcmp(a, "--sync-steps")) sync_steps = 1;
+      if (!strcmp(a, "--stats")) stats = 1;
+      else if (!strcmp(a, "--no-graph")) graphs = 0;
+      else if (!strcmp(a, "--info")) info = 1;
+      else if (!strcmp(a, "--sync-steps")) sync_steps = 1;
       else if (!strcmp(a, "--no-pdl")) pdl = 0;
-      else if (a[2] == 's') stats = 1;
-      else if (a[2] == 'n') graphs = 0;
-      else if (a[2] == 'i') info = 1;
       else bench_bw = 1;
       continue;
     } else return die_usage("unknown argument '%s'", a);
@@ -421,9 +421,9 @@ int main(int argc, char **argv) {
             prog);
     goto out;
   }
-  if (dump_path) sync_steps = 1;
+  /* the runtime drops the graph under --sync-steps, and morrt_cuda_set_dump implies it */
   int orc = morrt_cuda_open(p, wfile ? wfile : pl.weights, (int)device,
-                            (graphs && !sync_steps ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0) |
+                            (graphs ? MORRT_CUDA_GRAPHS : 0) | (sync_steps ? MORRT_CUDA_SYNC_STEPS : 0) |
                                 (pdl ? MORRT_CUDA_PDL : 0),
                             &c, err, sizeof err);
   free(wfile);

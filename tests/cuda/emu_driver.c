@@ -15,8 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef int CUresult;
-typedef unsigned long long CUdeviceptr;
+#include "runtime/cuda_shim.h" /* CUresult, CUdeviceptr, the launch-config structs */
 
 #define OK 0
 #define ERR_INVALID_VALUE 1
@@ -248,28 +247,13 @@ CUresult cuLaunchKernel(struct CUfunc_st *f, unsigned gx, unsigned gy, unsigned 
   }
   return run(&r);
 }
-/* cuLaunchKernelEx: the layout of cuda.h's CUlaunchConfig and CUlaunchAttribute
- * (runtime/cuda_shim.h mirrors it; tests/unit/cuda_layout.c checks that
- * against cuda.h). Programmatic dependent launch needs nothing here: launches
+/* cuLaunchKernelEx, with runtime/cuda_shim.h's copies of cuda.h's
+ * CUlaunchConfig and CUlaunchAttribute (tests/unit/cuda_layout.c checks
+ * them against cuda.h). Programmatic dependent launch needs nothing here: launches
  * run one after another. MORC_EMU_NO_LAUNCH_EX=1 refuses it, as a driver
  * without the feature would (CUDA_ERROR_NOT_SUPPORTED). */
-typedef struct {
-  int id;
-  char pad[4];
-  union {
-    char bytes[64];
-    int value;
-    void *align;
-  } v;
-} emu_attr;
-typedef struct {
-  unsigned gx, gy, gz, bx, by, bz, smem;
-  struct CUstream_st *stream;
-  emu_attr *attrs;
-  unsigned n_attrs;
-} emu_config;
 static long emu_pdl_launches;
-CUresult cuLaunchKernelEx(const emu_config *c, struct CUfunc_st *f, void **params, void **extra) {
+CUresult cuLaunchKernelEx(const morrt_cu_launch_config *c, struct CUfunc_st *f, void **params, void **extra) {
   if (getenv("MORC_EMU_NO_LAUNCH_EX")) return 801;
   if (!c || (c->n_attrs && !c->attrs) || c->n_attrs > 8) return ERR_INVALID_VALUE;
   for (unsigned i = 0; i < c->n_attrs; i++) {
