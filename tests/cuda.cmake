@@ -87,6 +87,12 @@ if(MORC_HAVE_CUDA)
                    ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
                    ${CMAKE_SOURCE_DIR}/bench/mkweights.c ${CMAKE_SOURCE_DIR}/examples ${CMAKE_CURRENT_SOURCE_DIR}/golden)
   set_tests_properties(cuda_emu_schedules PROPERTIES TIMEOUT 900 LABELS cuda)
+  # blocks of one launch on several threads at once: same bits, and no data race under ThreadSanitizer
+  add_test(NAME cuda_emu_parallel
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu_parallel.sh $<TARGET_FILE:morc> ${CMAKE_C_COMPILER}
+                   ${CMAKE_CXX_COMPILER} ${CMAKE_CURRENT_SOURCE_DIR}/cuda/emu.h $<TARGET_FILE:morcuda_emu>
+                   ${CMAKE_SOURCE_DIR}/bench/mkweights.c ${CMAKE_SOURCE_DIR}/examples ${CMAKE_CURRENT_SOURCE_DIR}/golden)
+  set_tests_properties(cuda_emu_parallel PROPERTIES TIMEOUT 900 LABELS "cuda;no_asan")
   # BF16 tensor-core GEMMs (activations rounded to bf16): the bf16-stored variants
   foreach(variant ec_cycle tc_mlp llama_plain)
     add_test(NAME cuda_emu_mma_${variant}

@@ -6,7 +6,8 @@
  * The result exports mor_emu_run() and one trampoline per kernel
  * (mor_emu_<kernel>, emitted under MORC_EMU by backend/cuda/emit.c); the
  * emulated driver (emu_driver.c) calls them. Every thread of a block is a
- * coroutine (ucontext) on its own stack; blocks run one after another.
+ * coroutine (ucontext) on its own stack; blocks run one after another
+ * (or on several OS threads: parallel:N below).
  * MORC_EMU_SCHEDULE picks the order: "forward" (default: blocks and
  * threads in index order, each thread running to its next barrier),
  * "reverse", or "shuffle:SEED" (a new random thread order at every round
@@ -22,7 +23,22 @@
  * message: those are bugs on a real GPU too. mma.sync m16n8k16 is
  * emulated from the fragment layout of the PTX ISA. This checks the
  * kernels' logic, indexing and the launch plan; it does not check the GPU
- * memory model, timing, or the real instruction's behaviour. */
+ * memory model, timing, or the real instruction's behaviour.
+ *
+ * Compiled with -DMOR_EMU_PARALLEL, the schedule "parallel:N" runs a
+ * launch's blocks on N OS threads at once (each takes the next block that
+ * is left; shared memory and the block's coroutines are thread-local), so
+ * the protocols between blocks of one launch (the last block to take a
+ * ticket commits a count or merges the partials of the others) run with
+ * real concurrency. atomicAdd is a sequentially consistent read-modify-
+ * write. Compiled with -fsanitize=thread as well (and libtsan preloaded
+ * into the executable), ThreadSanitizer checks that whatever one block
+ * reads of another block's writes in the same launch is ordered by those
+ * atomics: a missing or misplaced ticket shows up as a data race. The
+ * coroutines are announced to it as fibers that synchronize at each
+ * switch (barriers and warp collectives). It does not check __threadfence:
+ * ThreadSanitizer has no model of fences, and x86 orders stores anyway;
+ * the tests/cuda/emu_parallel.sh test runs this. */
 #ifndef MOR_EMU_H
 #define MOR_EMU_H
 #define MORC_EMU 1
@@ -36,6 +52,29 @@
 
 #include <algorithm>
 #include <cmath>
+
+#ifdef MOR_EMU_PARALLEL
+#include <pthread.h>
+#define EMU_TLS thread_local
+#else
+#define EMU_TLS
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define EMU_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EMU_TSAN 1
+#endif
+#endif
+#ifdef EMU_TSAN
+extern "C" void *__tsan_get_current_fiber(void);
+extern "C" void *__tsan_create_fiber(unsigned flags);
+extern "C" void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+extern "C" void __tsan_func_exit(void);
+#define EMU_FIBER(f) __tsan_switch_to_fiber((f), 0) /* 0: the switch synchronizes */
+#else
+#define EMU_FIBER(f)
+#endif
 
 struct dim3 {
   unsigned x, y, z;
@@ -57,7 +96,7 @@ struct uint4 {
 #define MOR_LDG(p) (*(p))
 #define MOR_UNROLL
 #define MOR_PDL() /* blocks run one launch at a time: nothing to overlap or wait for */
-#define __shared__ static
+#define __shared__ static EMU_TLS
 #define __global__
 #define __device__
 
@@ -92,6 +131,7 @@ struct emu_thread {
   int lane, warp, state;
   int xphase; /* which of the two exchange buffers the next collective uses */
   void *stack;
+  void *fiber; /* ThreadSanitizer's fiber of this coroutine (EMU_TSAN) */
 };
 
 struct emu_ctx {
@@ -108,11 +148,13 @@ struct emu_ctx {
   void **args;
   uint64_t xbuf[2][32][32][8]; /* two phases, per warp, per lane: exchanged words */
   int cap;
+  void *sched_fiber; /* ThreadSanitizer's fiber of the scheduler (EMU_TSAN) */
 };
-static emu_ctx mor_emu_E;
+static EMU_TLS emu_ctx mor_emu_E;
 
-/* the schedule (MORC_EMU_SCHEDULE): 0 forward, 1 reverse, 2 shuffle */
-static int emu_sched_mode = -1;
+/* the schedule (MORC_EMU_SCHEDULE): 0 forward, 1 reverse, 2 shuffle,
+ * 3 parallel (emu_par OS threads) */
+static int emu_sched_mode = -1, emu_par = 1;
 static uint64_t emu_rng = 0x9e3779b97f4a7c15ull;
 static void emu_sched_init(void) {
   if (emu_sched_mode >= 0) return;
@@ -132,7 +174,25 @@ static void emu_sched_init(void) {
       return;
     }
   }
-  fprintf(stderr, "CUDA emulation: MORC_EMU_SCHEDULE must be forward, reverse or shuffle:SEED, not '%s'\n", s);
+  if (!strncmp(s, "parallel:", 9)) {
+    char *end;
+    long n = strtol(s + 9, &end, 10);
+#ifdef MOR_EMU_PARALLEL
+    if (!*end && n >= 1 && n <= 64) {
+      emu_sched_mode = 3;
+      emu_par = (int)n;
+      return;
+    }
+#else
+    if (!*end && n >= 1 && n <= 64) {
+      fprintf(stderr, "CUDA emulation: MORC_EMU_SCHEDULE=%s needs the kernels compiled with -DMOR_EMU_PARALLEL\n", s);
+      exit(2);
+    }
+#endif
+  }
+  fprintf(stderr,
+          "CUDA emulation: MORC_EMU_SCHEDULE must be forward, reverse, shuffle:SEED or parallel:N (1-64), not '%s'\n",
+          s);
   exit(2);
 }
 static unsigned emu_rand(unsigned n) { /* splitmix64, uniform enough for a permutation */
@@ -167,6 +227,7 @@ static void emu_die(const char *what) {
 static void emu_wait(int k) {
   emu_thread *t = mor_emu_E.cur;
   t->state = k;
+  EMU_FIBER(mor_emu_E.sched_fiber);
 #ifdef EMU_FAST_SWITCH
   mor_emu_switch(&t->ctx, &mor_emu_E.sched);
 #else
@@ -179,7 +240,7 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu) {
   (void)mask;
   emu_wait(EMU_BAR_WARP);
 }
-static inline void __threadfence(void) {}
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 /* deposit n words, wait for the warp, copy all 32 lanes' words out. The
  * buffers alternate: a lane can be at most one collective ahead of another
@@ -220,11 +281,7 @@ static inline unsigned __ballot_sync(unsigned mask, int pred) {
   return b;
 }
 static inline int __popc(unsigned v) { return __builtin_popcount(v); }
-static inline int atomicAdd(int *p, int v) {
-  int o = *p;
-  *p = o + v;
-  return o;
-}
+static inline int atomicAdd(int *p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 static inline float __uint_as_float(unsigned u) {
   float f;
   memcpy(&f, &u, 4);
@@ -275,6 +332,10 @@ static void emu_entry(void) {
   emu_thread *t = mor_emu_E.cur;
   mor_emu_E.tramp(mor_emu_E.args);
   t->state = EMU_DONE;
+#ifdef EMU_TSAN
+  __tsan_func_exit(); /* emu_entry never returns: leave its frame so that the fiber can be reused */
+#endif
+  EMU_FIBER(mor_emu_E.sched_fiber);
   mor_emu_switch(&t->ctx, &mor_emu_E.sched); /* never resumed */
   abort();
 }
@@ -283,6 +344,7 @@ static void emu_entry(int i) {
   emu_thread *t = &mor_emu_E.th[i];
   mor_emu_E.tramp(mor_emu_E.args);
   t->state = EMU_DONE;
+  EMU_FIBER(mor_emu_E.sched_fiber);
   /* returning resumes uc_link: the scheduler */
 }
 #endif
@@ -290,8 +352,14 @@ static void emu_entry(int i) {
 static void emu_run_block(void) {
   emu_ctx *E = &mor_emu_E;
   const size_t stack = 256 * 1024;
+#ifdef EMU_TSAN
+  E->sched_fiber = __tsan_get_current_fiber();
+#endif
   for (int i = 0; i < E->n; i++) {
     emu_thread *t = &E->th[i];
+#ifdef EMU_TSAN
+    if (!t->fiber) t->fiber = __tsan_create_fiber(0); /* reused: emu_entry leaves its frame */
+#endif
     if (!t->stack) {
       t->stack = mmap(NULL, stack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (t->stack == MAP_FAILED) emu_die("out of memory for thread stacks");
@@ -331,6 +399,7 @@ static void emu_run_block(void) {
       emu_thread *t = &E->th[order[k]];
       if (t->state != EMU_RUN) continue;
       E->cur = t;
+      EMU_FIBER(t->fiber);
 #ifdef EMU_FAST_SWITCH
       mor_emu_switch(&E->sched, &t->ctx);
 #else
@@ -368,19 +437,95 @@ static void emu_run_block(void) {
   }
 }
 
+static void emu_setup(void (*tramp)(void **), dim3 grid, dim3 block, void **args) {
+  emu_ctx *E = &mor_emu_E;
+  if (!E->th) E->th = (emu_thread *)calloc(1024, sizeof(emu_thread));
+  if (!E->th) emu_die("out of memory for threads");
+  E->grid = grid;
+  E->block = block;
+  E->n = (int)(block.x * block.y * block.z);
+  E->tramp = tramp;
+  E->args = args;
+}
+
+#ifdef MOR_EMU_PARALLEL
+/* parallel:N: N - 1 workers and the launching thread take blocks from a
+ * shared counter until none is left; the launch returns when all are done. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t go, idle;
+  int workers, busy;
+  unsigned gen;
+  void (*tramp)(void **);
+  void **args;
+  dim3 grid, block;
+  uint64_t nb, next;
+} emu_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, {}, {},
+              0, 0};
+
+static void emu_take_blocks(void) {
+  emu_setup(emu_pool.tramp, emu_pool.grid, emu_pool.block, emu_pool.args);
+  emu_ctx *E = &mor_emu_E;
+  dim3 g = E->grid;
+  for (;;) {
+    uint64_t b = __atomic_fetch_add(&emu_pool.next, 1, __ATOMIC_RELAXED);
+    if (b >= emu_pool.nb) return;
+    E->bid = dim3{(unsigned)(b % g.x), (unsigned)(b / g.x % g.y), (unsigned)(b / ((uint64_t)g.x * g.y))};
+    emu_run_block();
+  }
+}
+
+static void *emu_worker(void *) {
+  unsigned seen = 0;
+  pthread_mutex_lock(&emu_pool.mu);
+  for (;;) {
+    while (emu_pool.gen == seen) pthread_cond_wait(&emu_pool.go, &emu_pool.mu);
+    seen = emu_pool.gen;
+    pthread_mutex_unlock(&emu_pool.mu);
+    emu_take_blocks();
+    pthread_mutex_lock(&emu_pool.mu);
+    if (--emu_pool.busy == 0) pthread_cond_signal(&emu_pool.idle);
+  }
+  return NULL;
+}
+
+static int emu_run_parallel(void (*tramp)(void **), dim3 grid, dim3 block, void **args) {
+  pthread_mutex_lock(&emu_pool.mu);
+  while (emu_pool.workers < emu_par - 1) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, emu_worker, NULL)) emu_die("cannot start a worker thread");
+    pthread_detach(t);
+    emu_pool.workers++;
+  }
+  emu_pool.tramp = tramp;
+  emu_pool.grid = grid;
+  emu_pool.block = block;
+  emu_pool.args = args;
+  emu_pool.nb = (uint64_t)grid.x * grid.y * grid.z;
+  emu_pool.next = 0;
+  emu_pool.busy = emu_pool.workers;
+  emu_pool.gen++;
+  pthread_cond_broadcast(&emu_pool.go);
+  pthread_mutex_unlock(&emu_pool.mu);
+  emu_take_blocks();
+  pthread_mutex_lock(&emu_pool.mu);
+  while (emu_pool.busy) pthread_cond_wait(&emu_pool.idle, &emu_pool.mu);
+  pthread_mutex_unlock(&emu_pool.mu);
+  return 0;
+}
+#endif
+
 /* Run one kernel launch: every block in the schedule's order, the threads as coroutines. */
 extern "C" int mor_emu_run(void (*tramp)(void **), unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                            unsigned bz, void **args) {
-  emu_ctx *E = &mor_emu_E;
-  if (!E->th) E->th = (emu_thread *)calloc(1024, sizeof(emu_thread));
   unsigned n = bx * by * bz;
   if (n < 1 || n > 1024 || n % 32) return -1;
-  E->grid = dim3{gx, gy, gz};
-  E->block = dim3{bx, by, bz};
-  E->n = (int)n;
-  E->tramp = tramp;
-  E->args = args;
   emu_sched_init();
+#ifdef MOR_EMU_PARALLEL
+  if (emu_sched_mode == 3) return emu_run_parallel(tramp, dim3{gx, gy, gz}, dim3{bx, by, bz}, args);
+#endif
+  emu_setup(tramp, dim3{gx, gy, gz}, dim3{bx, by, bz}, args);
+  emu_ctx *E = &mor_emu_E;
   uint64_t nb = (uint64_t)gx * gy * gz;
   if (emu_sched_mode == 0 || nb > (1u << 24)) {
     for (unsigned z = 0; z < gz; z++)
