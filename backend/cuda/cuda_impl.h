@@ -12,6 +12,8 @@ typedef struct cu_family {
   const char *tmpl;        /* the device function template */
   int n_params;
   const char *ptypes[24];
+  const char *pre; /* or NULL: a device function of the same parameters that runs before the
+                      PDL wait: it may read only what no earlier kernel writes (the weights) */
 } cu_family;
 extern const cu_family cu_families[];
 enum {

@@ -28,7 +28,16 @@ void cu_emit_source(mor_cuda_prog *p) {
     k->line0 = count_lines(b);
     mor_buf_printf(b, "MOR_KERNEL void MOR_BOUNDS(%d) %s(", k->threads, k->name);
     for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%s%s p%d", j ? ", " : "", f->ptypes[j], j);
-    mor_buf_printf(b, ") {\n  MOR_PDL();\n  %s%s%s%s(", f->tmpl, k->targs[0] ? "<" : "", k->targs, k->targs[0] ? ">" : "");
+    mor_buf_puts(b, ") {\n");
+    if (f->pre) { /* work that needs nothing of the kernel before: overlaps it under PDL */
+      mor_buf_printf(b, "  MOR_PDL_TRIGGER();\n  %s%s%s%s(", f->pre, k->targs[0] ? "<" : "", k->targs,
+                     k->targs[0] ? ">" : "");
+      for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%sp%d", j ? ", " : "", j);
+      mor_buf_puts(b, ");\n  MOR_PDL_WAIT();\n");
+    } else {
+      mor_buf_puts(b, "  MOR_PDL();\n");
+    }
+    mor_buf_printf(b, "  %s%s%s%s(", f->tmpl, k->targs[0] ? "<" : "", k->targs, k->targs[0] ? ">" : "");
     for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%sp%d", j ? ", " : "", j);
     mor_buf_puts(b, ");\n}\n");
     k->line1 = count_lines(b) - 1;

@@ -28,12 +28,24 @@
  * kernel's run; wait blocks until the previous kernel has completed and its
  * memory is visible, before this kernel reads anything. Without the launch
  * attribute (runtime --no-pdl, older GPUs) both are no-ops, and the order of
- * the stream is as always. */
+ * the stream is as always. A kernel whose family has a `pre` function runs
+ * it between the two (MOR_PDL_TRIGGER, pre, MOR_PDL_WAIT): the GEMV
+ * prefetches its weight rows into L2 while the kernel before still runs.
+ * MOR_PREFETCH_L2 is a hint; sm_80 builds, which have no PDL, leave it out. */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define MOR_PDL() asm volatile("griddepcontrol.launch_dependents;\n\tgriddepcontrol.wait;\n" ::: "memory")
+#define MOR_PDL_TRIGGER() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#define MOR_PDL_WAIT() asm volatile("griddepcontrol.wait;" ::: "memory")
+#define MOR_PREFETCH_L2(p) asm volatile("prefetch.global.L2 [%0];" ::"l"(p))
 #else
-#define MOR_PDL()
+#define MOR_PDL_TRIGGER()
+#define MOR_PDL_WAIT()
+#define MOR_PREFETCH_L2(p)
 #endif
+#define MOR_PDL()  \
+  do {                 \
+    MOR_PDL_TRIGGER(); \
+    MOR_PDL_WAIT();    \
+  } while (0)
 #endif
 
 typedef unsigned short mor_bf16;
@@ -570,6 +582,22 @@ MOR_DEV void mor_gemv_body(MOR_GEMM_PARAMS, int n0) {
 #define MOR_T_GEMV int WT, int K, int N0, int N1, int N2, int PAIRED, int PRO, int EPI, int ROPE, int MMAX
 #define MOR_A_GEMV WT, K, N0, N1, N2, PAIRED, PRO, EPI, ROPE, MMAX
 MOR_GEMM_WRAPPER(fam_gemv, mor_gemv_body, MOR_T_GEMV, MOR_A_GEMV)
+
+/* The GEMV's `pre` (before the PDL wait): each warp asks L2 for the
+ * 128-byte lines of the two weight rows it will stream, so that a decode
+ * step's weights flow from HBM while the kernel before still runs. It reads
+ * only weights (written once, before any launch) and only inside the rows.
+ * A step whose rows turn out to be routed elsewhere (no row left at this
+ * depth) has then fetched its weights for nothing. */
+template <MOR_T_GEMV> MOR_DEV void mor_gemv_prefetch(MOR_GEMM_PARAMS) {
+  const int NT = MOR_NT, rb = K * (WT ? 2 : 4);
+  int lane = threadIdx.x & 31, c = (blockIdx.x * 8 + (threadIdx.x >> 5)) * 2;
+  for (int j = 0; j < 2 && c + j < NT; j++) {
+    const char *r = (const char *)mor_wrow<WT, K, N0, N1, PAIRED, ROPE>(w0, w1, w2, c + j);
+    for (int off = lane * 128; off < rb; off += 32 * 128) MOR_PREFETCH_L2(r + off);
+    if (lane == 31) MOR_PREFETCH_L2(r + rb - 1); /* the last line when the row is not 128-byte aligned */
+  }
+}
 
 /* ---- RoPE and KV caches --------------------------------------------------- */
 

@@ -23,7 +23,7 @@ const cu_family cu_families[CU_F_COUNT] = {
     [CU_F_RMSNORM] = {"rmsnorm", "fam_rmsnorm", 5, {"const float*", "const int*", "const float*", "double", "float*"}},
     [CU_F_GEMM_SIMT] = {"gemm_simt", "fam_gemm_simt", 23, GEMM_PT},
     [CU_F_GEMM_MMA] = {"gemm_mma", "fam_gemm_mma", 23, GEMM_PT},
-    [CU_F_GEMV] = {"gemv", "fam_gemv", 23, GEMM_PT},
+    [CU_F_GEMV] = {"gemv", "fam_gemv", 23, GEMM_PT, "mor_gemv_prefetch"},
     [CU_F_ROPE] = {"rope", "fam_rope", 5, {"const float*", "const int*", "const int*", "double", "float*"}},
     [CU_F_KV_APPEND] = {"kv_append",
                         "fam_kv_append",

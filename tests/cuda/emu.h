@@ -95,7 +95,12 @@ struct uint4 {
 #define MOR_BOUNDS(n)
 #define MOR_LDG(p) (*(p))
 #define MOR_UNROLL
-#define MOR_PDL() /* blocks run one launch at a time: nothing to overlap or wait for */
+/* blocks run one launch at a time: nothing to overlap or wait for */
+#define MOR_PDL()
+#define MOR_PDL_TRIGGER()
+#define MOR_PDL_WAIT()
+/* a prefetch reads one byte: an address outside the process faults here too */
+#define MOR_PREFETCH_L2(p) ((void)*(const volatile char *)(p))
 #define __shared__ static EMU_TLS
 #define __global__
 #define __device__
