@@ -70,6 +70,13 @@ if(MORC_HAVE_CUDA)
                    ${CMAKE_SOURCE_DIR}/examples/ec_defaults/model.json)
   set_tests_properties(cuda_emu_faults PROPERTIES TIMEOUT 300 LABELS cuda)
   # step dumps (--dump-steps) and stepcmp, which names the first kernel whose results differ
+  # the decode GEMV's weight prefetch asks for exactly the lines of the weights
+  add_executable(test_cuda_prefetch ${CMAKE_CURRENT_SOURCE_DIR}/cuda/prefetch_test.cc)
+  target_include_directories(test_cuda_prefetch PRIVATE ${CMAKE_SOURCE_DIR})
+  target_compile_features(test_cuda_prefetch PRIVATE cxx_std_17)
+  target_compile_options(test_cuda_prefetch PRIVATE -w)
+  add_test(NAME cuda_gemv_prefetch COMMAND test_cuda_prefetch)
+  set_tests_properties(cuda_gemv_prefetch PROPERTIES LABELS cuda)
   add_executable(stepcmp ${CMAKE_CURRENT_SOURCE_DIR}/cuda/stepcmp.c)
   target_link_libraries(stepcmp PRIVATE m)
   add_test(NAME cuda_emu_stepdump

@@ -99,8 +99,14 @@ struct uint4 {
 #define MOR_PDL()
 #define MOR_PDL_TRIGGER()
 #define MOR_PDL_WAIT()
-/* a prefetch reads one byte: an address outside the process faults here too */
-#define MOR_PREFETCH_L2(p) ((void)*(const volatile char *)(p))
+/* a prefetch reads one byte (an address outside the process faults here
+ * too) and is shown to mor_emu_on_prefetch where a test has set it */
+static void (*mor_emu_on_prefetch)(const void *p);
+static inline void emu_prefetch(const void *p) {
+  (void)*(const volatile char *)p;
+  if (mor_emu_on_prefetch) mor_emu_on_prefetch(p);
+}
+#define MOR_PREFETCH_L2(p) emu_prefetch(p)
 #define __shared__ static EMU_TLS
 #define __global__
 #define __device__
