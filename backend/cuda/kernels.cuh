@@ -21,6 +21,7 @@
 #define MOR_KERNEL extern "C" __global__
 #define MOR_BOUNDS(n) __launch_bounds__(n)
 #define MOR_LDG(p) __ldg(p)
+#define MOR_LD(p) (*(p)) /* a vector load (the emulation checks its alignment) */
 #define MOR_UNROLL _Pragma("unroll")
 /* Programmatic dependent launch (sm_90): every kernel instance starts with
  * this. launch_dependents lets the next kernel of the stream be launched
@@ -404,7 +405,7 @@ MOR_DEV void mor_gemm_mma_body(MOR_GEMM_PARAMS, int n0) {
       if (m < M) {
         const float *xr = x + (mor_i64)(xidx ? xidx[m] : m) * K;
         if ((K & 1) == 0 && k < K) {
-          float2 v = *(const float2 *)(xr + k);
+          float2 v = MOR_LD((const float2 *)(xr + k));
           a0 = v.x;
           a1 = v.y;
         } else {

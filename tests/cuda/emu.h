@@ -93,7 +93,8 @@ struct uint4 {
 #define MOR_NOINLINE static
 #define MOR_KERNEL extern "C"
 #define MOR_BOUNDS(n)
-#define MOR_LDG(p) (*(p))
+#define MOR_LDG(p) emu_ld(p)
+#define MOR_LD(p) emu_ld(p)
 #define MOR_UNROLL
 /* blocks run one launch at a time: nothing to overlap or wait for */
 #define MOR_PDL()
@@ -232,6 +233,19 @@ static void emu_die(const char *what) {
   fprintf(stderr, "CUDA emulation: %s (block %u,%u,%u thread %u)\n", what, mor_emu_E.bid.x, mor_emu_E.bid.y,
           mor_emu_E.bid.z, mor_emu_E.cur ? mor_emu_E.cur->tid.x : 0u);
   abort();
+}
+
+/* MOR_LDG / MOR_LD: a GPU load of a T must be aligned to sizeof(T) (a
+ * float4 or uint4 to 16 bytes); a misaligned one faults there ("misaligned
+ * address") and would go unnoticed on x86. */
+template <class T> static inline T emu_ld(const T *p) {
+  if ((uintptr_t)p % sizeof(T)) {
+    char m[96];
+    snprintf(m, sizeof m, "a %zu-byte load from %p, which is not %zu-byte aligned", sizeof(T), (const void *)p,
+             sizeof(T));
+    emu_die(m);
+  }
+  return *p;
 }
 
 /* block until the scheduler releases this thread from barrier kind k */

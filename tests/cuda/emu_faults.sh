@@ -58,3 +58,13 @@ MORC_EMU_NO_LAUNCH_EX=1 "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --stats --logit
 grep -q "programmatic dependent launch off" "$tmp/s.txt" || fail "no fallback when PDL is refused: $(cat "$tmp/s.txt")"
 cmp -s "$tmp/a.npy" "$tmp/d.npy" || fail "the fallback changed the logits"
 echo "ok: programmatic dependent launch on by default, off with --no-pdl, and when the driver refuses it"
+# a misaligned vector load faults on a GPU ("misaligned address") but not on x86: the emulation
+# checks the alignment of every MOR_LDG / MOR_LD and stops on one (here the f32 GEMV's float4
+# weight load moved by one float)
+sed 's/MOR_LDG((const float4 \*)((const float \*)wr + k))/MOR_LDG((const float4 *)((const float *)wr + k + 1))/' \
+  "$tmp/k.cu" > "$tmp/bad.cu"
+cmp -s "$tmp/k.cu" "$tmp/bad.cu" && fail "the GEMV's float4 load was not found in the generated source (update this test)"
+"$cxx" -std=c++17 -O1 -fPIC -shared -w -include "$emuh" -x c++ "$tmp/bad.cu" -o "$tmp/bad.so" || fail "compiling"
+expect 134 "a 16-byte load from .* which is not 16-byte aligned" \
+  env MORC_EMU_KERNELS="$tmp/bad.so" "$tmp/m" --tokens 1,2,3,4,5 --logits "$tmp/o.npy"
+echo "ok: a misaligned vector load stops the emulation"
