@@ -44,6 +44,17 @@ for v in ec_linear_sigmoid_threshold ec_mlp_sigmoid_topk tc_softmax ec_cycle; do
   models+=("$v|$model|$(tr -d ' \n' < "$golden/$v/tokens.txt")|$causal|$opt")
 done
 
+# each_model FN MEDIUM_TOKENS: FN NAME MODEL TOKENS CAUSAL OPTIONS for the medium model
+# (f32 math and tensor cores, on MEDIUM_TOKENS) and for each example variant
+each_model() {
+  local fn=$1 mt=$2 m name model tokens causal opt
+  "$fn" medium_f32 "$tmp/m/model.json" "$mt" 1 --no-mma
+  "$fn" medium_bf16 "$tmp/m/model.json" "$mt" 1 "--weights-dtype bf16"
+  for m in "${models[@]}"; do
+    IFS='|' read -r name model tokens causal opt <<< "$m"
+    "$fn" "$name" "$model" "$tokens" "$causal" "$opt"
+  done
+}
 # build NAME MODEL OPTIONS: the executable and the generated source
 build() {
   local name=$1 model=$2 opt=$3
@@ -80,12 +91,7 @@ bits() { # NAME MODEL TOKENS CAUSAL OPT
     if [ $bad = 0 ]; then echo "ok: $name chunks $chunks"; else fail=1; fi
   done
 }
-bits medium_f32 "$tmp/m/model.json" "$(medium_tokens 264)" 1 --no-mma
-bits medium_bf16 "$tmp/m/model.json" "$(medium_tokens 264)" 1 "--weights-dtype bf16"
-for m in "${models[@]}"; do
-  IFS='|' read -r name model tokens causal opt <<< "$m"
-  bits "$name" "$model" "$tokens" "$causal" "$opt"
-done
+each_model bits "$(medium_tokens 264)"
 
 echo "== 2. ThreadSanitizer: no data race between the blocks of a launch"
 libtsan=$("$cxx" -print-file-name=libtsan.so)
@@ -158,10 +164,5 @@ clean() { # NAME MODEL TOKENS CAUSAL OPT
     fi
   done
 }
-clean medium_f32 "$tmp/m/model.json" "$short" 1 --no-mma
-clean medium_bf16 "$tmp/m/model.json" "$short" 1 "--weights-dtype bf16"
-for m in "${models[@]}"; do
-  IFS='|' read -r name model tokens causal opt <<< "$m"
-  clean "$name" "$model" "$tokens" "$causal" "$opt"
-done
+each_model clean "$short"
 exit $fail
