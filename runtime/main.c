@@ -202,8 +202,15 @@ int main(int argc, char **argv) {
   double n_gen = d->whole_sequence ? 0 : 32, temp = 0.8, top_k = 40, top_p = 0.95, threads = 0, seed_v = -1;
   int stats = 0, routing = 0, info = 0, pin = 1;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i], **sv = NULL;
+    const char *a = argv[i], **sv = NULL, *val = NULL;
     double *nv = NULL, lo = 0, hi = 0;
+    char opt[32];
+    const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
+    if (eq && (size_t)(eq - a) < sizeof opt) { /* --name=value */
+      memcpy(opt, a, (size_t)(eq - a));
+      opt[eq - a] = 0;
+      a = opt, val = eq + 1;
+    }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
@@ -224,13 +231,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--show-routing")) routing = 1;
     else if (!strcmp(a, "--info")) info = 1;
     else if (!strcmp(a, "--no-pin")) pin = 0;
-    else return die_usage("unknown option '%s'", a);
+    else return die_usage("unknown option '%s'", argv[i]);
+    if (!sv && !nv && val) return die_usage("%s takes no value", a);
     if (sv || nv) {
-      if (++i >= argc) return die_usage("%s needs a value", a);
-      if (sv) *sv = argv[i];
-      else if (parse_num(argv[i], lo, hi, nv)) {
-        fprintf(stderr, "%s: error: %s: '%s' is not a number in [%g, %g]\n(see '%s --help')\n", prog, a, argv[i], lo, hi,
-                prog);
+      if (!val && ++i >= argc) return die_usage("%s needs a value", a);
+      if (!val) val = argv[i];
+      if (sv) *sv = val;
+      else if (parse_num(val, lo, hi, nv)) {
+        fprintf(stderr, "%s: error: %s: '%s' is not a number in [%g, %g]\n(see '%s --help')\n", prog, a, val, lo, hi, prog);
         return 2;
       }
     }

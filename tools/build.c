@@ -218,41 +218,32 @@ int morc_cmd_build(int argc, char **argv) {
     mor_err pe;
     if (mor_pm_parse_arg(pm, 1, dflt, &k, &pe) != 1) return mor_pm_opts_free(pm), morc_die_usage("build", "%s", pe.msg);
   }
+  const morc_vopt vo[] = {{"--emit", &emit},          {"-o", &out},
+                          {"--target", &lo.triple},   {"--cpu", &lo.cpu},
+                          {"--features", &lo.features}, {"--name", &name},
+                          {"--runtime-lib", &rtlib},  {"--cc", &cc},
+                          {"--max-tokens", &maxtok_s}, {"--llvm-opt", &llvmopt_s},
+                          {"--weights-dtype", &wdtype_s}};
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    const char **slot = NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_build, stdout);
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if ((pm_rc = morc_pm_option("build", pm, argc, argv, &i)) != 0) {
+    } else if ((pm_rc = morc_pm_option("build", pm, argc, argv, &i)) != 0 ||
+               (pm_rc = morc_value_option("build", vo, sizeof vo / sizeof vo[0], argc, argv, &i)) != 0) {
       if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
-      continue;
-    } else if (!strncmp(a, "--emit=", 7)) emit = a + 7;
-    else if (!strcmp(a, "--emit")) slot = &emit;
-    else if (!strcmp(a, "-o")) slot = &out;
-    else if (!strcmp(a, "--target")) slot = &lo.triple;
-    else if (!strncmp(a, "--target=", 9)) lo.triple = a + 9;
-    else if (!strcmp(a, "--cpu")) slot = &lo.cpu;
-    else if (!strncmp(a, "--cpu=", 6)) lo.cpu = a + 6;
-    else if (!strcmp(a, "--features")) slot = &lo.features;
-    else if (!strncmp(a, "--features=", 11)) lo.features = a + 11;
-    else if (!strcmp(a, "--name")) slot = &name;
-    else if (!strcmp(a, "--runtime-lib")) slot = &rtlib;
-    else if (!strcmp(a, "--cc")) slot = &cc;
-    else if (!strcmp(a, "--max-tokens")) slot = &maxtok_s;
-    else if (!strcmp(a, "--llvm-opt")) slot = &llvmopt_s;
-    else if (!strncmp(a, "--weights-dtype=", 16)) wdtype_s = a + 16;
-    else if (!strcmp(a, "--weights-dtype")) slot = &wdtype_s;
-    else if (!strcmp(a, "--embed-weights")) embed = 1;
-    else if (!strcmp(a, "-v")) verbose = 1;
-    else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s'", a);
-    else if (model) return mor_pm_opts_free(pm), morc_die_usage("build", "unexpected argument '%s' (one MODEL only)", a);
-    else model = a;
-    if (slot) {
-      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("build", "%s needs a value", a);
-      *slot = argv[i];
+    } else if (!strcmp(a, "--embed-weights")) {
+      embed = 1;
+    } else if (!strcmp(a, "-v")) {
+      verbose = 1;
+    } else if (a[0] == '-' && a[1]) {
+      return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s'", a);
+    } else if (model) {
+      return mor_pm_opts_free(pm), morc_die_usage("build", "unexpected argument '%s' (one MODEL only)", a);
+    } else {
+      model = a;
     }
   }
   if (mor_pm_wants_list(pm)) {

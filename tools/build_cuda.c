@@ -185,36 +185,30 @@ int morc_build_cuda(int argc, char **argv) {
     mor_err pe;
     if (mor_pm_parse_arg(pm, 1, dflt, &k, &pe) != 1) return mor_pm_opts_free(pm), morc_die_usage("build", "%s", pe.msg);
   }
+  const morc_vopt vo[] = {{"--emit", &emit},           {"-o", &out},
+                          {"--target", &target},       {"--cuda-arch", &co.arch},
+                          {"--max-tokens", &maxtok_s}, {"--weights-dtype", &wdt_s},
+                          {"--gemv-max-t", &gemv_s},   {"--runner", &runner_s}};
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    const char **slot = NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_cuda, stdout);
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if ((pm_rc = morc_pm_option("build", pm, argc, argv, &i)) != 0) {
+    } else if ((pm_rc = morc_pm_option("build", pm, argc, argv, &i)) != 0 ||
+               (pm_rc = morc_value_option("build", vo, sizeof vo / sizeof vo[0], argc, argv, &i)) != 0) {
       if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
-      continue;
-    } else if (!strncmp(a, "--emit=", 7)) emit = a + 7;
-    else if (!strcmp(a, "--emit")) slot = &emit;
-    else if (!strcmp(a, "-o")) slot = &out;
-    else if (!strcmp(a, "--target")) slot = &target;
-    else if (!strncmp(a, "--target=", 9)) target = a + 9;
-    else if (!strcmp(a, "--cuda-arch")) slot = &co.arch;
-    else if (!strncmp(a, "--cuda-arch=", 12)) co.arch = a + 12;
-    else if (!strcmp(a, "--max-tokens")) slot = &maxtok_s;
-    else if (!strcmp(a, "--weights-dtype")) slot = &wdt_s;
-    else if (!strcmp(a, "--gemv-max-t")) slot = &gemv_s;
-    else if (!strcmp(a, "--runner")) slot = &runner_s;
-    else if (!strcmp(a, "--no-mma")) co.mma = 0;
-    else if (!strcmp(a, "--no-embed-weights")) embed = 0;
-    else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s' (with --target cuda)", a);
-    else if (model) return mor_pm_opts_free(pm), morc_die_usage("build", "unexpected argument '%s' (one MODEL only)", a);
-    else model = a;
-    if (slot) {
-      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("build", "%s needs a value", a);
-      *slot = argv[i];
+    } else if (!strcmp(a, "--no-mma")) {
+      co.mma = 0;
+    } else if (!strcmp(a, "--no-embed-weights")) {
+      embed = 0;
+    } else if (a[0] == '-' && a[1]) {
+      return mor_pm_opts_free(pm), morc_die_usage("build", "unknown option '%s' (with --target cuda)", a);
+    } else if (model) {
+      return mor_pm_opts_free(pm), morc_die_usage("build", "unexpected argument '%s' (one MODEL only)", a);
+    } else {
+      model = a;
     }
   }
   if (mor_pm_wants_list(pm)) {

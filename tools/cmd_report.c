@@ -151,7 +151,7 @@ static int is_block_layer(const mor_module *m, int64_t layer) {
 }
 
 int morc_cmd_report(int argc, char **argv) {
-  const char *model = NULL;
+  const char *model = NULL, *ctx_s = NULL;
   int64_t ctx = -1;
   mor_pm_opts *pm = mor_pm_opts_new();
   int rc, explicit_pipe = 0;
@@ -162,10 +162,11 @@ int morc_cmd_report(int argc, char **argv) {
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if (!strcmp(a, "--context")) {
+    } else if ((rc = morc_value_option("report", &(morc_vopt){"--context", &ctx_s}, 1, argc, argv, &i)) != 0) {
       char *end;
-      if (++i >= argc || (ctx = strtoll(argv[i], &end, 10)) < 1 || *end)
-        return mor_pm_opts_free(pm), morc_die_usage("report", "%s needs a positive number of tokens", a);
+      if (rc < 0) return mor_pm_opts_free(pm), 2;
+      if ((ctx = strtoll(ctx_s, &end, 10)) < 1 || *end)
+        return mor_pm_opts_free(pm), morc_die_usage("report", "--context %s: expected a positive number of tokens", ctx_s);
     } else if ((rc = morc_pm_option("report", pm, argc, argv, &i)) != 0) {
       if (rc < 0) return mor_pm_opts_free(pm), 2;
       explicit_pipe |= !strncmp(a, "-O", 2) || strstr(a, "passes") != NULL;

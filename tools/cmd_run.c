@@ -61,9 +61,8 @@ int morc_cmd_dump(int argc, char **argv) {
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if (!strcmp(a, "-o")) {
-      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("dump", "%s needs a file name", a);
-      out = argv[i];
+    } else if ((pm_rc = morc_value_option("dump", &(morc_vopt){"-o", &out}, 1, argc, argv, &i)) != 0) {
+      if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
     } else if (!strcmp(a, "--dot")) {
       dot = 1;
     } else if ((pm_rc = morc_pm_option("dump", pm, argc, argv, &i)) != 0) {
@@ -108,33 +107,27 @@ int morc_cmd_dump(int argc, char **argv) {
 int morc_cmd_run(int argc, char **argv) {
   const char *model = NULL, *backend = "ref", *tokens_s = NULL, *chunks_s = NULL, *logits_path = NULL,
              *depths_path = NULL, *threads_s = NULL, *maxmem_s = NULL, *wdtype_s = NULL;
+  const morc_vopt vo[] = {{"--backend", &backend},     {"--tokens", &tokens_s},        {"--chunks", &chunks_s},
+                          {"--logits", &logits_path}, {"--depths", &depths_path},     {"--threads", &threads_s},
+                          {"--weights-dtype", &wdtype_s}, {"--max-memory", &maxmem_s}};
   mor_pm_opts *pm = mor_pm_opts_new();
-  int pm_rc;
+  int orc;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
-    const char **slot = NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage_run, stdout);
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if ((pm_rc = morc_pm_option("run", pm, argc, argv, &i)) != 0) {
-      if (pm_rc < 0) return mor_pm_opts_free(pm), 2;
-      continue;
-    } else if (!strcmp(a, "--backend")) slot = &backend;
-    else if (!strcmp(a, "--tokens")) slot = &tokens_s;
-    else if (!strcmp(a, "--chunks")) slot = &chunks_s;
-    else if (!strcmp(a, "--logits")) slot = &logits_path;
-    else if (!strcmp(a, "--depths")) slot = &depths_path;
-    else if (!strcmp(a, "--threads")) slot = &threads_s;
-    else if (!strcmp(a, "--weights-dtype")) slot = &wdtype_s;
-    else if (!strcmp(a, "--max-memory")) slot = &maxmem_s;
-    else if (a[0] == '-' && a[1]) return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
-    else if (model) return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
-    else model = a;
-    if (slot) {
-      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("run", "%s needs a value", a);
-      *slot = argv[i];
+    } else if ((orc = morc_pm_option("run", pm, argc, argv, &i)) != 0 ||
+               (orc = morc_value_option("run", vo, sizeof vo / sizeof vo[0], argc, argv, &i)) != 0) {
+      if (orc < 0) return mor_pm_opts_free(pm), 2;
+    } else if (a[0] == '-' && a[1]) {
+      return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
+    } else if (model) {
+      return mor_pm_opts_free(pm), morc_die_usage("run", "unexpected argument '%s' (one MODEL only)", a);
+    } else {
+      model = a;
     }
   }
   if (mor_pm_wants_list(pm)) {

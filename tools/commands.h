@@ -21,6 +21,16 @@ int morc_pm_option(const char *cmd, struct mor_pm_opts *o, int argc, char **argv
  * boxes, outlined functions as clusters their calls point into. */
 void morc_write_dot(mor_buf *b, const mor_module *m);
 
+/* The options of a command that take a value: argv[*i] is "NAME VALUE" or
+ * "NAME=VALUE" (long names only) for one of the n names. Then the value is stored in *val,
+ * *i moves to the last argument used, and 1 is returned; 0 when argv[*i]
+ * is none of them; -1 after a usage error (no value) has been reported. */
+typedef struct {
+  const char *name;
+  const char **val;
+} morc_vopt;
+int morc_value_option(const char *cmd, const morc_vopt *o, size_t n, int argc, char **argv, int *i);
+
 /* "morc CMD: error: <fmt % arg>" + a pointer to --help; returns 2. */
 int morc_die_usage(const char *cmd, const char *fmt, const char *arg);
 /* "morc: error: <msg>"; returns 1, or 3 when the message says "internal error:". */

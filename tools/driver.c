@@ -16,6 +16,23 @@ int morc_die_usage(const char *cmd, const char *fmt, const char *arg) {
   return 2;
 }
 
+int morc_value_option(const char *cmd, const morc_vopt *o, size_t n, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  for (size_t j = 0; j < n; j++) {
+    size_t l = strlen(o[j].name);
+    if (strncmp(a, o[j].name, l) != 0) continue;
+    if (a[l] == '=' && a[1] == '-') { /* --name=value; not -o=value */
+      *o[j].val = a + l + 1;
+      return 1;
+    }
+    if (a[l]) continue;
+    if (*i + 1 >= argc) return morc_die_usage(cmd, "%s needs a value", a), -1;
+    *o[j].val = argv[++*i];
+    return 1;
+  }
+  return 0;
+}
+
 /* Exit code 3 for a message that says "internal error:" before any quoted
  * name or '@' (so a name from an input file cannot make it one), else 1. */
 int morc_fail(mor_err *e) {

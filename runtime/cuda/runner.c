@@ -267,11 +267,19 @@ int main(int argc, char **argv) {
   unsigned long long seed = 1;
   double temp = 0, top_p = 0;
   int stats = 0, graphs = 1, info = 0, bench_bw = 0, sync_steps = 0, pdl = 1;
+  const char *seed_s = NULL;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    const char *a = argv[i], *val = NULL;
     const char **sslot = NULL;
     long long *islot = NULL;
     double *dslot = NULL;
+    char opt[32];
+    const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
+    if (eq && (size_t)(eq - a) < sizeof opt) { /* --name=value */
+      memcpy(opt, a, (size_t)(eq - a));
+      opt[eq - a] = 0;
+      a = opt, val = eq + 1;
+    }
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
@@ -290,14 +298,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--top-k")) islot = &top_k;
     else if (!strcmp(a, "--temp")) dslot = &temp;
     else if (!strcmp(a, "--top-p")) dslot = &top_p;
-    else if (!strcmp(a, "--seed")) {
-      if (++i >= argc) return die_usage("%s needs a value", a);
-      char *end;
-      seed = strtoull(argv[i], &end, 10);
-      if (*end || !*argv[i]) return die_usage("--seed %s: expected a non-negative integer", argv[i]);
-      continue;
-    } else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
-               !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps") || !strcmp(a, "--no-pdl")) {
+    else if (!strcmp(a, "--seed")) sslot = &seed_s;
+    else if (!strcmp(a, "--stats") || !strcmp(a, "--no-graph") || !strcmp(a, "--info") ||
+             !strcmp(a, "--bench-bandwidth") || !strcmp(a, "--sync-steps") || !strcmp(a, "--no-pdl")) {
+      if (val) return die_usage("%s takes no value", a);
       if (!strcmp(a, "--stats")) stats = 1;
       else if (!strcmp(a, "--no-graph")) graphs = 0;
       else if (!strcmp(a, "--info")) info = 1;
@@ -305,20 +309,27 @@ int main(int argc, char **argv) {
       else if (!strcmp(a, "--no-pdl")) pdl = 0;
       else bench_bw = 1;
       continue;
-    } else return die_usage("unknown argument '%s'", a);
-    if (++i >= argc) return die_usage("%s needs a value", a);
-    if (sslot) *sslot = argv[i];
+    } else return die_usage("unknown argument '%s'", argv[i]);
+    if (!val && ++i >= argc) return die_usage("%s needs a value", a);
+    if (!val) val = argv[i];
+    if (sslot) *sslot = val;
     if (islot) {
       char *end;
       errno = 0;
-      *islot = strtoll(argv[i], &end, 10);
-      if (*end || !*argv[i] || errno || *islot < 0) return die_usage("%s: expected a non-negative integer", a);
+      *islot = strtoll(val, &end, 10);
+      if (*end || !*val || errno || *islot < 0) return die_usage("%s: expected a non-negative integer", a);
     }
     if (dslot) {
       char *end;
-      *dslot = strtod(argv[i], &end);
-      if (*end || !*argv[i]) return die_usage("%s: expected a number", a);
+      *dslot = strtod(val, &end);
+      if (*end || !*val) return die_usage("%s: expected a number", a);
     }
+  }
+  if (seed_s) {
+    char *end;
+    errno = 0;
+    seed = strtoull(seed_s, &end, 10);
+    if (*end || !*seed_s || errno || seed_s[0] == '-') return die_usage("--seed %s: expected a non-negative integer", seed_s);
   }
   if (tokens_s && prompt) return die_usage("%s", "give --tokens or --prompt, not both");
   if (!tokens_s && !prompt && !bench_prefill && !info && !bench_bw)

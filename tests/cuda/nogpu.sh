@@ -34,6 +34,11 @@ else
 fi
 expect 1 "out of range" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/m" --tokens 1,99999999
 expect 2 "unknown argument" "$tmp/m" --bogus
+expect 2 "unknown argument '--bogus=2'" "$tmp/m" --bogus=2
+expect 2 "--stats takes no value" "$tmp/m" --tokens 1 --stats=yes
+expect 2 "--seed -1: expected a non-negative integer" "$tmp/m" --tokens=1 --seed=-1
+expect 2 "-n: expected a non-negative integer" "$tmp/m" --tokens=1 -n x
+expect 1 "out of range" env MORRT_CUDA_DRIVER=/nonexistent "$tmp/m" --tokens=1,99999999
 # weights left out of the program: needed at run time, checked before the GPU
 "$morc" build "$model" --target cuda --no-embed-weights -o "$tmp/nw" || fail "morc build --no-embed-weights"
 [ "$(stat -c %s "$tmp/nw")" -lt "$(stat -c %s "$tmp/m")" ] || fail "--no-embed-weights did not leave the weights out"

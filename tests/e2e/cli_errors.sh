@@ -77,6 +77,22 @@ expect 2 "--max-memory: expected a size such as 16G, 512M or 1.5T, found '12Q'" 
 expect 2 "--max-memory: '0' is not a positive number of bytes" run "$nc" --tokens 1 --max-memory 0
 expect 2 "--max-memory needs a value" run "$nc" --tokens 1 --max-memory
 
+# every long option with a value takes it as the next argument or after '='
+expect 0 "" run "$nc" --tokens=1,2,3 --backend=ref --chunks=2,1 --logits="$tmp/a.npy" --depths "$tmp/a.txt"
+expect 0 "" run "$nc" --tokens 1,2,3 --backend ref --chunks 2,1 --logits "$tmp/b.npy" --depths="$tmp/b.txt"
+if ! cmp -s "$tmp/a.npy" "$tmp/b.npy" || ! cmp -s "$tmp/a.txt" "$tmp/b.txt"; then
+  echo "FAIL: --opt=VALUE and --opt VALUE gave other results"; fails=$((fails + 1))
+fi
+expect 2 "unknown backend 'gpu'" run "$ex" --tokens=1 --backend=gpu
+expect 2 "--context 0: expected a positive number of tokens" report "$ex" --context=0
+expect 2 "--context x: expected a positive number of tokens" report "$ex" --context x
+expect 2 "--context needs a value" report "$ex" --context
+expect 2 "unknown option '-o=x'" dump "$ex" -o=x
+expect 0 "" dump "$ex" -o "$tmp/d.txt"
+expect 0 "" report "$nc" --context=8
+expect 2 "--max-tokens 0: expected a count >= 1" build "$ex" -o "$tmp/never" --max-tokens=0
+expect 2 "--max-tokens 0: expected a count >= 1" build "$ex" --target=cuda -o "$tmp/never" --max-tokens=0
+
 # NaN/Inf weights: a warning that names the tensor, and the run goes on
 mkdir -p "$tmp/nan"
 cp "$root/examples/none_cycle/model.json" "$root/examples/none_cycle/model.safetensors" "$tmp/nan/"

@@ -79,6 +79,14 @@ bad_input)  # ids, context, usage
   expect 2 "not a comma-separated" "$m" --tokens 1,,2
   expect 2 "add up to" "$m" --tokens 1,2,3 --chunks 1,1
   expect 2 "not a number" "$m" --tokens 1,2 --temp hot
+  expect 2 "not a number" "$m" --tokens=1,2 --temp=hot
+  expect 2 "--stats takes no value" "$m" --tokens 1,2 --stats=1
+  expect 2 "unknown option '--bogus=1'" "$m" --tokens 1,2 --bogus=1
+  expect 2 "--seed needs a value" "$m" --tokens 1,2 --seed
+  # --name=value is --name value
+  "$m" --tokens=1,5,9 -n 4 --seed=3 --temp=0.7 > "$tmp/e1" && "$m" --tokens 1,5,9 -n 4 --seed 3 --temp 0.7 > "$tmp/e2" ||
+    fail "a run with --name=value options failed"
+  cmp -s "$tmp/e1" "$tmp/e2" || fail "--name=value and --name value gave other output"
   # generation stops at the end of the context, with a note
   "$m" --tokens "$(seq -s, 1 60)" -n 10 --seed 1 >"$tmp/out" 2>"$tmp/err" || fail "generation up to the context failed"
   grep -q "end of the context" "$tmp/err" || fail "no note at the end of the context"
