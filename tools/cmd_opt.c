@@ -57,10 +57,8 @@ int morc_cmd_opt(int argc, char **argv) {
       fputs(mor_pm_help(), stdout);
       mor_pm_opts_free(pm);
       return 0;
-    } else if (!strcmp(a, "-o")) {
-      if (++i >= argc) return mor_pm_opts_free(pm), morc_die_usage("opt", "%s needs a file name", a);
-      out = argv[i];
-    } else if ((rc = morc_pm_option("opt", pm, argc, argv, &i)) != 0) {
+    } else if ((rc = morc_value_option("opt", &(morc_vopt){"-o", &out}, 1, argc, argv, &i)) != 0 ||
+               (rc = morc_pm_option("opt", pm, argc, argv, &i)) != 0) {
       if (rc < 0) return mor_pm_opts_free(pm), 2;
     } else if (a[0] == '-' && a[1]) {
       return mor_pm_opts_free(pm), morc_die_usage("opt", "unknown option '%s'", a);
