@@ -46,6 +46,10 @@ enum { MORRT_F32 = 0, MORRT_F16 = 1, MORRT_BF16 = 2 };
  * (per row and group of 32 values along K: scale = max |w| / 127). */
 enum { MORRT_FMT_F32 = 0, MORRT_FMT_BF16 = 1, MORRT_FMT_F16 = 2, MORRT_FMT_Q8 = 3 };
 #define MORRT_Q8_GROUP 32
+/* Not a storage format: generated code ORs it into the format argument of
+ * the matmul kernels (mork_matmul3_w) of bf16 weights built with
+ * --bf16-dot, which then multiply on AVX512-BF16 (activations in bf16). */
+#define MORRT_FMT_BF16DOT 0x100
 
 typedef struct morrt_weight_desc {
   const char *name;  /* tensor name in the safetensors file */

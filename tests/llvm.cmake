@@ -43,3 +43,7 @@ endforeach()
 add_test(NAME llvm_weights_dtype
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/llvm/weights_dtype.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp> ${CMAKE_SOURCE_DIR})
 set_tests_properties(llvm_weights_dtype PROPERTIES TIMEOUT 900)
+# --bf16-dot: vdpbf16ps in the code, usage errors, and (on CPUs with AVX512-BF16) every variant
+add_test(NAME llvm_bf16_dot
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/llvm/bf16_dot.sh $<TARGET_FILE:morc> $<TARGET_FILE:npycmp> ${CMAKE_SOURCE_DIR})
+set_tests_properties(llvm_bf16_dot PROPERTIES TIMEOUT 900)

@@ -450,6 +450,7 @@ static int matmul_group(lg *g, const mor_op *op, int n, const char *const *wattr
   LLVMValueRef ia[4] = {M, ci64(g, N[0]), ci64(g, N[1]), ci64(g, N[2])};
   LLVMValueRef items = call_k(g, "mork_matmul3_items", 4, ia);
   if (!items) return -1;
+  if (fmt == MORRT_FMT_BF16 && g->o->bf16_dot) fmt |= MORRT_FMT_BF16DOT; /* prefill tiles on AVX512-BF16 */
   LLVMValueRef a[13] = {x, ci64(g, fmt), M, ci64(g, K), w[0], yy[0], ci64(g, N[0]), w[1], yy[1], ci64(g, N[1]),
                         w[2], yy[2], ci64(g, N[2])};
   LLVMValueRef small = LLVMBuildICmp(g->b, LLVMIntSLT, M, ci64(g, 128), "");

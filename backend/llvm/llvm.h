@@ -41,6 +41,8 @@ typedef struct mor_llvm_opts {
   const char *embed_tokenizer;/* tokenizer.json embedded, or NULL */
   int threads;                /* JIT: pool threads (0: number of cores) */
   int weights_format;         /* MORRT_FMT_* of matmul weights (0: f32); see mor_llvm_weights_format */
+  int bf16_dot;               /* bf16 matmul weights: prefill GEMMs on AVX512-BF16, activations rounded to
+                                 bf16; the target's features must include +avx512bf16 */
 } mor_llvm_opts;
 
 /* "f32", "bf16", "f16", "q8" -> MORRT_FMT_* (-1: unknown). */
@@ -50,7 +52,8 @@ void mor_llvm_opts_default(mor_llvm_opts *o);
 /* 1 when triple (normalized) is the host's */
 int mor_llvm_is_host_triple(const char *triple);
 /* 0 when LLVM knows the target, --cpu (a name, or "native" on the host
- * target) and --features of o; else -1 with err saying which it does not. */
+ * target) and --features of o, and --bf16-dot (bf16_dot) has bf16 weights
+ * and a target with +avx512bf16; else -1 with err saying what is wrong. */
 int mor_llvm_check_target(const mor_llvm_opts *o, mor_err *err);
 
 typedef enum { MOR_EMIT_LLVM, MOR_EMIT_ASM, MOR_EMIT_OBJ } mor_emit_kind;

@@ -89,6 +89,7 @@ struct mor_llvm_module {
   LLVMModuleRef mod;
   LLVMTargetMachineRef tm;
   char *triple, *cpu, *features;
+  int bf16_dot; /* keep the AVX512-BF16 GEMM tile (mor_llvm_opts.bf16_dot) */
   mor_llvm_info info;
   mor_buf diag;                     /* LLVM errors reported to the diagnostic handler */
   int diag_errors;

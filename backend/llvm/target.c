@@ -3,6 +3,7 @@
  * pipeline (new pass manager, default<On>), emission of .ll/.s/.o, and the
  * diagnostic handler that turns LLVM's errors into morc errors. */
 #include "backend/llvm/llvm_impl.h"
+#include "runtime/morrt_abi.h"
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
 #include <llvm-c/Error.h>
@@ -232,16 +233,48 @@ static int resolve_target(const mor_llvm_opts *o, char **triple, char **cpu, cha
   return rc;
 }
 
+/* 1 when the comma-separated LLVM feature list enables feature f ("+name") */
+static int has_feature(const char *list, const char *f) {
+  size_t n = strlen(f);
+  for (const char *p = list; p && *p;) {
+    const char *e = strchr(p, ',');
+    size_t l = e ? (size_t)(e - p) : strlen(p);
+    if (l == n && !strncmp(p, f, n)) return 1;
+    p = e ? e + 1 : NULL;
+  }
+  return 0;
+}
+
+/* --bf16-dot: bf16 weights, and a target that has AVX512-BF16 */
+static int check_bf16_dot(const mor_llvm_opts *o, const char *features, mor_err *err) {
+  if (!o->bf16_dot) return 0;
+  if (o->weights_format != MORRT_FMT_BF16) {
+    mor_errf(err, "%s", "--bf16-dot multiplies bf16 weights: add --weights-dtype bf16");
+    return -1;
+  }
+  if (!has_feature(features, "+avx512bf16")) {
+    mor_errf(err,
+             "--bf16-dot needs a target with AVX512-BF16, and this build's features do not include +avx512bf16 "
+             "(%s; with --cpu NAME, add --features +avx512bf16 if NAME has it)",
+             o->cpu || o->features || o->triple ? "for the --target/--cpu/--features given" : "this machine's CPU lacks it");
+    return -1;
+  }
+  return 0;
+}
+
 int mor_llvm_check_target(const mor_llvm_opts *o, mor_err *err) {
   if (mor_llvm_init_targets(err)) return -1;
   char *triple, *cpu, *features;
   int rc = resolve_target(o, &triple, &cpu, &features, err);
+  if (!rc) rc = check_bf16_dot(o, features, err);
   free(triple), free(cpu), free(features);
   return rc;
 }
 
 int mor_llvm_make_tm(mor_llvm_module *lm, const mor_llvm_opts *o, mor_err *err) {
   if (resolve_target(o, &lm->triple, &lm->cpu, &lm->features, err)) return -1;
+  if (check_bf16_dot(o, lm->features, err)) return -1;
+  lm->bf16_dot = o->bf16_dot;
   lm->tm = make_tm(lm->triple, lm->cpu, lm->features, o->opt_level, err);
   return lm->tm ? 0 : -1;
 }
@@ -269,6 +302,20 @@ int mor_llvm_link_kernels(mor_llvm_module *lm, mor_err *err) {
   if (LLVMLinkModules2(lm->mod, km)) {
     if (!mor_llvm_diag_failed(lm, "linking the kernels", err)) mor_errf(err, "llvm: linking the kernel library failed");
     return -1;
+  }
+  /* Without --bf16-dot the AVX512-BF16 tile is never called (mork_matmul_w checks a flag that
+   * generated code then never sets), but at -O0 the call stays, and its instructions do not
+   * exist on other targets: an empty body takes its place. */
+  LLVMValueRef fn = LLVMGetNamedFunction(lm->mod, "mork_gemm_tile_bf16dot");
+  if (fn && !lm->bf16_dot && !LLVMIsDeclaration(fn)) {
+    LLVMValueRef stub = LLVMAddFunction(lm->mod, "mork_gemm_tile_bf16dot.none", LLVMGlobalGetValueType(fn));
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(lm->cx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(lm->cx, stub, ""));
+    LLVMBuildRetVoid(b);
+    LLVMDisposeBuilder(b);
+    LLVMReplaceAllUsesWith(fn, stub);
+    LLVMDeleteFunction(fn);
+    LLVMSetValueName2(stub, "mork_gemm_tile_bf16dot", strlen("mork_gemm_tile_bf16dot"));
   }
   return 0;
 }

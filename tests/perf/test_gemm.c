@@ -7,7 +7,10 @@
  * values are made here from random bits (bf16, f16) or random int8 values
  * and scales (q8), and the expected result uses the values the format
  * defines (runtime/morrt_abi.h), so the kernels' widening is checked, not
- * a conversion. Every item range is split as the thread pool splits it. */
+ * a conversion. Every item range is split as the thread pool splits it.
+ * Where the CPU has AVX512-BF16, bf16 weights also run through the
+ * --bf16-dot tile (MORRT_FMT_BF16DOT), against a matmul of the activations
+ * rounded to bf16 here (round to nearest even), with the same bound. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,17 +70,35 @@ static void *make_weights(int fmt, int64_t N, int64_t K, double *Wd) {
   return q;
 }
 
+/* x rounded to the nearest bf16, ties to even (finite x) */
+static double bf16_rne(float x) {
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 int main(void) {
   static const int64_t Ms[] = {1, 2, 3, 5, 6, 7, 11, 13, 64, 67, 131};
-  static const int64_t Ks[] = {1, 3, 7, 8, 9, 17, 33, 44, 255, 256, 257, 300, 513};
+  static const int64_t Ks[] = {1, 3, 7, 8, 9, 17, 33, 44, 255, 256, 257, 300, 513, 4133};
   static const int64_t Ns[] = {1, 5, 15, 16, 17, 33, 70};
-  static const char *const names[] = {"f32", "bf16", "f16", "q8"};
+  static const char *const names[] = {"f32", "bf16", "f16", "q8", "bf16 --bf16-dot"};
+#if defined(__x86_64__)
+  int nfmt = __builtin_cpu_supports("avx512bf16") ? 5 : 4;
+#else
+  int nfmt = 4;
+#endif
+  if (nfmt == 4) printf("note: this CPU has no AVX512-BF16: the --bf16-dot tile is not run\n");
   int fails = 0, cases = 0;
-  for (int fmt = 0; fmt < 4; fmt++)
+  for (int f = 0; f < nfmt; f++)
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
       for (size_t b = 0; b < sizeof Ks / sizeof *Ks; b++)
         for (size_t c = 0; c < sizeof Ns / sizeof *Ns; c++) {
           int64_t M = Ms[a], K = Ks[b], N = Ns[c];
+          int fmt = f == 4 ? MORRT_FMT_BF16 : f, kfmt = f == 4 ? MORRT_FMT_BF16 | MORRT_FMT_BF16DOT : f;
+          if (K > 513 && (M > 13 || N > 17)) continue; /* the long K: a few shapes */
           float *x = malloc(sizeof(float) * (size_t)(M * K));
           double *Wd = malloc(sizeof(double) * (size_t)(N * K));
           void *W = make_weights(fmt, N, K, Wd);
@@ -85,20 +106,26 @@ int main(void) {
           for (int64_t i = 0; i < M * K; i++) x[i] = rnd();
           for (int64_t i = 0; i < M * N; i++) y[i] = NAN;
           int64_t items = mork_matmul_items(M, N), half = items / 2; /* two "threads" */
-          mork_matmul_w(x, W, fmt, y, M, K, N, 0, half);
-          mork_matmul_w(x, W, fmt, y, M, K, N, half, items);
+          mork_matmul_w(x, W, kfmt, y, M, K, N, 0, half);
+          mork_matmul_w(x, W, kfmt, y, M, K, N, half, items);
           double worst = 0;
           for (int64_t m = 0; m < M; m++)
             for (int64_t n = 0; n < N; n++) {
               double s = 0, mag = 0;
-              for (int64_t k = 0; k < K; k++) s += (double)x[m * K + k] * Wd[n * K + k], mag += fabs((double)x[m * K + k] * Wd[n * K + k]);
+              /* the dot tile takes rows of 6 or more (per 128-row item) in bf16; fewer go to the GEMV in f32 */
+              int64_t rows = M - m / 128 * 128 < 128 ? M - m / 128 * 128 : 128;
+              int rounded = f == 4 && rows >= 6;
+              for (int64_t k = 0; k < K; k++) {
+                double xv = rounded ? bf16_rne(x[m * K + k]) : (double)x[m * K + k];
+                s += xv * Wd[n * K + k], mag += fabs(xv * Wd[n * K + k]);
+              }
               double err = fabs((double)y[m * N + n] - s) / (mag + 1e-30);
               if (!(err <= 1e-6)) err = isnan(err) ? INFINITY : err;
               if (err > worst) worst = err;
             }
           cases++;
           if (!(worst <= 1e-6)) {
-            printf("FAIL: %s M=%lld K=%lld N=%lld: relative error %g\n", names[fmt], (long long)M, (long long)K,
+            printf("FAIL: %s M=%lld K=%lld N=%lld: relative error %g\n", names[f], (long long)M, (long long)K,
                    (long long)N, worst);
             fails++;
           }

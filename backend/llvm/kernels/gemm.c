@@ -122,3 +122,102 @@ MORK void mork_gemm_tile(const float *restrict x, const void *restrict W, int64_
     for (; m < m1; m++) rows_1(x, P, y, K, N, m, kc, kl, n0, nn, first);
   }
 }
+
+/* ---- BF16 weights on AVX512-BF16 (morc build --bf16-dot) ------------------------
+ * The same work item as mork_gemm_tile, for bf16 weights, with vdpbf16ps,
+ * which adds x[k] w[k] + x[k+1] w[k+1] into each of 16 f32 lanes: a dot
+ * product 32 values of K at a time. W is read as stored (row-major bf16, no
+ * packing); the item's rows are rounded to bf16 (round to nearest even)
+ * four at a time into a zero-padded block on the stack, then each block of
+ * 4 rows x 4 columns keeps 16 accumulators over the whole K and reduces them
+ * at the end. Rounding the activations is the numerical price, and the
+ * reason the path is opt-in. Only code built with --bf16-dot for a target
+ * with AVX512-BF16 calls it; otherwise morc removes its body before code
+ * generation (target.c). */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MORK_BF16DOT_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#ifndef MORK_BF16DOT_KMAX
+#define MORK_BF16DOT_KMAX 4096 /* longer rows go a block of K at a time */
+#endif
+
+/* a + b of two vectors' 128-bit quarters: (lo, hi) = (imm_lo, imm_hi) picks */
+#define DOT_Q(a, b, lo, hi) _mm512_add_ps(_mm512_shuffle_f32x4(a, b, lo), _mm512_shuffle_f32x4(a, b, hi))
+#define DOT_P(a, b) _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b))
+#define DOT_D(a, b)                                                                                                  \
+  _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))),                      \
+                _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b))))
+
+/* The 16 lane sums of a0..a15 as one vector: lane 4q + j holds the sum of
+ * a(4j + q). Written out (the kernels are compiled without loop unrolling,
+ * and arrays indexed in loops would stay in memory). */
+MORK_BF16DOT_TARGET static inline __m512 dot_hsum16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5,
+                                                   __m512 a6, __m512 a7, __m512 a8, __m512 a9, __m512 a10, __m512 a11,
+                                                   __m512 a12, __m512 a13, __m512 a14, __m512 a15) {
+  /* b: quarters 0-1 hold a(2i)'s half sums, 2-3 a(2i+1)'s */
+  __m512 b0 = DOT_Q(a0, a1, 0x44, 0xee), b1 = DOT_Q(a2, a3, 0x44, 0xee), b2 = DOT_Q(a4, a5, 0x44, 0xee),
+         b3 = DOT_Q(a6, a7, 0x44, 0xee), b4 = DOT_Q(a8, a9, 0x44, 0xee), b5 = DOT_Q(a10, a11, 0x44, 0xee),
+         b6 = DOT_Q(a12, a13, 0x44, 0xee), b7 = DOT_Q(a14, a15, 0x44, 0xee);
+  /* c: quarter q holds 4 partial sums of a(4i + q) */
+  __m512 c0 = DOT_Q(b0, b1, 0x88, 0xdd), c1 = DOT_Q(b2, b3, 0x88, 0xdd), c2 = DOT_Q(b4, b5, 0x88, 0xdd),
+         c3 = DOT_Q(b6, b7, 0x88, 0xdd);
+  return DOT_D(DOT_P(c0, c1), DOT_P(c2, c3));
+}
+
+MORK MORK_BF16DOT_TARGET void mork_gemm_tile_bf16dot(const float *restrict x, const uint16_t *restrict W,
+                                                     float *restrict y, int64_t K, int64_t N, int64_t m0, int64_t m1,
+                                                     int64_t n0, int64_t n1) {
+  uint16_t xb[4 * MORK_BF16DOT_KMAX] __attribute__((aligned(64)));
+  for (int64_t kc = 0; kc < K; kc += MORK_BF16DOT_KMAX) {
+    const int64_t kl = K - kc < MORK_BF16DOT_KMAX ? K - kc : MORK_BF16DOT_KMAX, kp = (kl + 31) / 32 * 32;
+    const __mmask32 tail = kl % 32 ? (__mmask32)((1u << (kl % 32)) - 1) : (__mmask32)0xffffffffu;
+    for (int64_t m = m0; m < m1; m += 4) {
+      const int64_t R = m1 - m < 4 ? m1 - m : 4;
+      for (int64_t r = 0; r < 4; r++) { /* rows past m1: zeros (computed, not stored) */
+        const float *xr = r < R ? x + (m + r) * K + kc : x;
+        for (int64_t k = 0; k < kp; k += 32) {
+          int64_t left = kl - k;
+          __mmask16 lo = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+          __mmask16 hi = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+          if (r >= R) lo = hi = 0;
+          __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, xr + k + 16), _mm512_maskz_loadu_ps(lo, xr + k));
+          _mm512_store_si512(xb + r * MORK_BF16DOT_KMAX + k, (__m512i)v);
+        }
+      }
+      for (int64_t c0 = n0; c0 < n1; c0 += 4) {
+        __m512 z = _mm512_setzero_ps();
+        __m512 s00 = z, s01 = z, s02 = z, s03 = z, s10 = z, s11 = z, s12 = z, s13 = z, s20 = z, s21 = z, s22 = z,
+               s23 = z, s30 = z, s31 = z, s32 = z, s33 = z; /* s<row><column> */
+        const uint16_t *w0 = W + c0 * K + kc, *w1 = c0 + 1 < n1 ? w0 + K : w0, *w2 = c0 + 2 < n1 ? w0 + 2 * K : w0,
+                       *w3 = c0 + 3 < n1 ? w0 + 3 * K : w0;
+        const uint16_t *x0 = xb, *x1 = xb + MORK_BF16DOT_KMAX, *x2 = xb + 2 * MORK_BF16DOT_KMAX,
+                       *x3 = xb + 3 * MORK_BF16DOT_KMAX;
+        for (int64_t k = 0; k < kp; k += 32) {
+          __mmask32 mk = k + 32 <= kl ? (__mmask32)0xffffffffu : tail;
+          __m512bh b0 = (__m512bh)_mm512_maskz_loadu_epi16(mk, w0 + k), b1 = (__m512bh)_mm512_maskz_loadu_epi16(mk, w1 + k);
+          __m512bh b2 = (__m512bh)_mm512_maskz_loadu_epi16(mk, w2 + k), b3 = (__m512bh)_mm512_maskz_loadu_epi16(mk, w3 + k);
+          __m512bh a = (__m512bh)_mm512_load_si512(x0 + k);
+          s00 = _mm512_dpbf16_ps(s00, a, b0), s01 = _mm512_dpbf16_ps(s01, a, b1);
+          s02 = _mm512_dpbf16_ps(s02, a, b2), s03 = _mm512_dpbf16_ps(s03, a, b3);
+          a = (__m512bh)_mm512_load_si512(x1 + k);
+          s10 = _mm512_dpbf16_ps(s10, a, b0), s11 = _mm512_dpbf16_ps(s11, a, b1);
+          s12 = _mm512_dpbf16_ps(s12, a, b2), s13 = _mm512_dpbf16_ps(s13, a, b3);
+          a = (__m512bh)_mm512_load_si512(x2 + k);
+          s20 = _mm512_dpbf16_ps(s20, a, b0), s21 = _mm512_dpbf16_ps(s21, a, b1);
+          s22 = _mm512_dpbf16_ps(s22, a, b2), s23 = _mm512_dpbf16_ps(s23, a, b3);
+          a = (__m512bh)_mm512_load_si512(x3 + k);
+          s30 = _mm512_dpbf16_ps(s30, a, b0), s31 = _mm512_dpbf16_ps(s31, a, b1);
+          s32 = _mm512_dpbf16_ps(s32, a, b2), s33 = _mm512_dpbf16_ps(s33, a, b3);
+        }
+        float s[16]; /* s[4c + r]: row m + r, column c0 + c */
+        _mm512_storeu_ps(s, dot_hsum16(s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33));
+        for (int64_t r = 0; r < R; r++)
+          for (int64_t c = 0; c < 4 && c0 + c < n1; c++) {
+            float *p = y + (m + r) * N + c0 + c;
+            *p = kc ? *p + s[4 * c + r] : s[4 * c + r];
+          }
+      }
+    }
+  }
+}
+#endif

@@ -16,15 +16,29 @@ MORK void mork_gemm_tile(const float *restrict x, const void *restrict W, int64_
                          int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 MORK void mork_gemv_tile(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t K,
                          int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+#if defined(__x86_64__)
+MORK void mork_gemm_tile_bf16dot(const float *restrict x, const uint16_t *restrict W, float *restrict y, int64_t K,
+                                 int64_t N, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+#endif
 
 /* Items [b, e) of mork_matmul_items(M, N); columns vary fastest. W is in
- * format fmt (MORRT_FMT_*). */
+ * format fmt (MORRT_FMT_*), with MORRT_FMT_BF16DOT set for bf16 weights
+ * whose GEMM tiles run on AVX512-BF16. */
 MORK void mork_matmul_w(const float *restrict x, const void *restrict W, int64_t fmt, float *restrict y, int64_t M,
                         int64_t K, int64_t N, int64_t b, int64_t e) {
-  int64_t nct = (N + MORK_NT - 1) / MORK_NT;
+  int64_t nct = (N + MORK_NT - 1) / MORK_NT, dot = fmt & MORRT_FMT_BF16DOT;
+  fmt &= ~(int64_t)MORRT_FMT_BF16DOT;
   for (int64_t it = b; it < e; it++) {
     int64_t m0 = (it / nct) * MORK_MB, n0 = (it % nct) * MORK_NT;
     int64_t m1 = m0 + MORK_MB < M ? m0 + MORK_MB : M, n1 = n0 + MORK_NT < N ? n0 + MORK_NT : N;
+#if defined(__x86_64__)
+    if (dot && m1 - m0 >= MORK_GEMM_MIN_ROWS) {
+      mork_gemm_tile_bf16dot(x, (const uint16_t *)W, y, K, N, m0, m1, n0, n1);
+      continue;
+    }
+#else
+    (void)dot;
+#endif
     if (m1 - m0 >= MORK_GEMM_MIN_ROWS) mork_gemm_tile(x, W, fmt, y, K, N, m0, m1, n0, n1);
     else mork_gemv_tile(x, W, fmt, y, K, N, m0, m1, n0, n1);
   }
