@@ -39,7 +39,7 @@ static const char *usage_build =
     "                      32 values of a row); converted once when the weights are loaded\n"
     "  --bf16-dot          with --weights-dtype bf16, on a CPU with AVX512-BF16: prefill\n"
     "                      matmuls round their activations to bf16 and multiply with\n"
-    "                      vdpbf16ps (about 1.5x the f32-widening kernel; less exact)\n"
+    "                      vdpbf16ps (prefill about 1.4x that of bf16 alone; less exact)\n"
     "  --embed-weights     put the weights inside the output; otherwise they are written to\n"
     "                      NAME.safetensors beside it (exe, lib, bundle)\n"
     "  --target TRIPLE     target triple (default: this machine); exe and lib need the host\n"
