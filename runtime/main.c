@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "runtime/cliopt.h"
 #include "runtime/morrt.h"
 #include "runtime/npy.h"
 #include "runtime/sampler.h"
@@ -205,12 +206,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i], **sv = NULL, *val = NULL;
     double *nv = NULL, lo = 0, hi = 0;
     char opt[32];
-    const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
-    if (eq && (size_t)(eq - a) < sizeof opt) { /* --name=value */
-      memcpy(opt, a, (size_t)(eq - a));
-      opt[eq - a] = 0;
-      a = opt, val = eq + 1;
-    }
+    a = morrt_opt_name(a, opt, sizeof opt, &val);
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/cliopt.h"
 #include "runtime/cuda_plan.h"
 #include "runtime/cuda_rt.h"
 #include "runtime/npy.h"
@@ -274,12 +275,7 @@ int main(int argc, char **argv) {
     long long *islot = NULL;
     double *dslot = NULL;
     char opt[32];
-    const char *eq = a[0] == '-' && a[1] == '-' ? strchr(a, '=') : NULL;
-    if (eq && (size_t)(eq - a) < sizeof opt) { /* --name=value */
-      memcpy(opt, a, (size_t)(eq - a));
-      opt[eq - a] = 0;
-      a = opt, val = eq + 1;
-    }
+    a = morrt_opt_name(a, opt, sizeof opt, &val);
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
