@@ -36,6 +36,7 @@ static const char *usage_run =
     "  --threads N         llvm: worker threads (default: one per core)\n"
     "  --weights-dtype T   llvm: matmul weights as f32 (default), bf16, f16 or q8, as with\n"
     "                      morc build (compare their logits with the f32 ones)\n"
+    "  --bf16-dot          llvm, with --weights-dtype bf16: as morc build --bf16-dot (AVX512-BF16)\n"
     "  --tokens IDS        comma-separated token ids, e.g. 1,2,3\n"
     "  --chunks SIZES      split the tokens into successive forward calls of these sizes\n"
     "                      (e.g. 4,1,1: a 4-token prefill then two 1-token decode steps);\n"
@@ -111,7 +112,7 @@ int morc_cmd_run(int argc, char **argv) {
                           {"--logits", &logits_path}, {"--depths", &depths_path},     {"--threads", &threads_s},
                           {"--weights-dtype", &wdtype_s}, {"--max-memory", &maxmem_s}};
   mor_pm_opts *pm = mor_pm_opts_new();
-  int orc;
+  int orc, bf16_dot = 0;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -122,6 +123,8 @@ int morc_cmd_run(int argc, char **argv) {
     } else if ((orc = morc_pm_option("run", pm, argc, argv, &i)) != 0 ||
                (orc = morc_value_option("run", vo, sizeof vo / sizeof vo[0], argc, argv, &i)) != 0) {
       if (orc < 0) return mor_pm_opts_free(pm), 2;
+    } else if (!strcmp(a, "--bf16-dot")) {
+      bf16_dot = 1;
     } else if (a[0] == '-' && a[1]) {
       return mor_pm_opts_free(pm), morc_die_usage("run", "unknown option '%s'", a);
     } else if (model) {
@@ -140,10 +143,19 @@ int morc_cmd_run(int argc, char **argv) {
   if (strcmp(backend, "ref") != 0 && strcmp(backend, "llvm") != 0)
     return mor_pm_opts_free(pm), morc_die_usage("run", "unknown backend '%s' (available: ref, llvm)", backend);
   int wfmt = 0;
+  if (bf16_dot && strcmp(backend, "llvm"))
+    return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "--bf16-dot needs --backend llvm");
   if (wdtype_s && (wfmt = mor_llvm_weights_format(wdtype_s)) < 0)
     return mor_pm_opts_free(pm), morc_die_usage("run", "--weights-dtype %s: expected f32, bf16, f16 or q8", wdtype_s);
   if (wdtype_s && strcmp(backend, "llvm"))
     return mor_pm_opts_free(pm), morc_die_usage("run", "%s", "--weights-dtype needs --backend llvm (the reference computes in f32)");
+  if (bf16_dot) { /* bf16 weights and a CPU with AVX512-BF16, as morc build checks */
+    mor_llvm_opts co;
+    mor_llvm_opts_default(&co);
+    co.weights_format = wfmt, co.bf16_dot = 1;
+    mor_err te = {{0}};
+    if (mor_llvm_check_target(&co, &te)) return mor_pm_opts_free(pm), morc_die_usage("run", "%s", te.msg);
+  }
   int threads = 0;
   if (threads_s) {
     char *end;
@@ -203,6 +215,7 @@ int morc_cmd_run(int argc, char **argv) {
     mor_llvm_opts_default(&lo);
     lo.threads = threads;
     lo.weights_format = wfmt;
+    lo.bf16_dot = bf16_dot;
     jit = mor_llvm_jit_new(m, w, &lo, &e);
     if (!jit || !(jseq = mor_llvm_seq_new(jit))) goto out;
   } else {

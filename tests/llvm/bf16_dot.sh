@@ -6,12 +6,14 @@
 #     where nothing folds the unused tile away), and a cross build for
 #     aarch64 (no such instruction) still compiles.
 #  2. Usage: without bf16 weights, or for a target without +avx512bf16, a
-#     usage error (exit 2) that says which, and no output file.
+#     usage error (exit 2) that says which, and no output file; morc run
+#     takes it with the JIT only.
 #  3. Where this CPU has AVX512-BF16: variants with golden logits (each
 #     routing kind, plain Llama, a BF16 file), built
 #     with --bf16-dot, give logits within the bf16 bound of
 #     weights_dtype.sh (5e-2 x max(1, max|logit|)) of the golden f32 ones,
-#     and other bits than the same build without --bf16-dot (the tile ran).
+#     and other bits than the same build without --bf16-dot (the tile ran);
+#     the JIT (morc run --backend llvm --bf16-dot) gives the executable's bits.
 #     The kernel itself is checked exactly by test_gemm (perf_gemm_awkward_shapes).
 # usage: bf16_dot.sh MORC NPYCMP ROOT
 set -euo pipefail
@@ -46,6 +48,9 @@ usage "--bf16-dot multiplies bf16 weights: add --weights-dtype bf16" --bf16-dot
 usage "--bf16-dot multiplies bf16 weights: add --weights-dtype bf16" --bf16-dot --weights-dtype f16
 usage "do not include +avx512bf16" --bf16-dot --weights-dtype bf16 --cpu x86-64-v3
 usage "do not include +avx512bf16" --bf16-dot --weights-dtype bf16 --cpu znver4 --features=-avx512bf16
+rc=0; "$morc" run "$ex" --tokens 1,2 --bf16-dot 2> "$tmp/err" || rc=$?
+if [ $rc = 2 ] && grep -qF -- "--bf16-dot needs --backend llvm" "$tmp/err"; then echo "ok: morc run --bf16-dot needs the JIT"
+else echo "FAIL: morc run --bf16-dot (reference backend) exited $rc"; cat "$tmp/err"; fail=1; fi
 
 # 3. runs
 if ! grep -qw avx512_bf16 /proc/cpuinfo; then
@@ -59,6 +64,11 @@ for v in none_cycle ec_linear_sigmoid_threshold ec_tanh_topk_negalpha tc_softmax
   "$morc" build "$(model_of "$v")" -o "$tmp/bf_$v" --weights-dtype bf16
   "$tmp/dot_$v" --tokens "$toks" -n 0 --logits "$tmp/d.npy"
   "$tmp/bf_$v" --tokens "$toks" -n 0 --logits "$tmp/b.npy"
+  if [ $v = ec_cycle ]; then # the JIT compiles the same code
+    "$morc" run "$(model_of "$v")" --backend llvm --weights-dtype bf16 --bf16-dot --tokens "$toks" --logits "$tmp/j.npy"
+    if cmp -s "$tmp/j.npy" "$tmp/d.npy"; then echo "ok: morc run --backend llvm --bf16-dot gives the executable's logits"
+    else echo "FAIL: morc run --backend llvm --bf16-dot differs from the executable"; fail=1; fi
+  fi
   if ! r=$("$npycmp" "$tmp/d.npy" "$gold/logits.npy" 5e-2); then
     echo "FAIL: $v --bf16-dot: $r"; fail=1
   elif cmp -s "$tmp/d.npy" "$tmp/b.npy"; then
