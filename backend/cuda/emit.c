@@ -15,6 +15,13 @@ static int count_lines(const mor_buf *b) {
   return n;
 }
 
+/* "  fn<targs>(p0, p1, ...);" */
+static void emit_call(mor_buf *b, const char *fn, const cu_kernel *k, int n_params) {
+  mor_buf_printf(b, "  %s%s%s%s(", fn, k->targs[0] ? "<" : "", k->targs, k->targs[0] ? ">" : "");
+  for (int j = 0; j < n_params; j++) mor_buf_printf(b, "%sp%d", j ? ", " : "", j);
+  mor_buf_puts(b, ");\n");
+}
+
 void cu_emit_source(mor_cuda_prog *p) {
   mor_buf *b = &p->src;
   char name[200];
@@ -30,16 +37,14 @@ void cu_emit_source(mor_cuda_prog *p) {
     for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%s%s p%d", j ? ", " : "", f->ptypes[j], j);
     mor_buf_puts(b, ") {\n");
     if (f->pre) { /* work that needs nothing of the kernel before: overlaps it under PDL */
-      mor_buf_printf(b, "  MOR_PDL_TRIGGER();\n  %s%s%s%s(", f->pre, k->targs[0] ? "<" : "", k->targs,
-                     k->targs[0] ? ">" : "");
-      for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%sp%d", j ? ", " : "", j);
-      mor_buf_puts(b, ");\n  MOR_PDL_WAIT();\n");
+      mor_buf_puts(b, "  MOR_PDL_TRIGGER();\n");
+      emit_call(b, f->pre, k, f->n_params);
+      mor_buf_puts(b, "  MOR_PDL_WAIT();\n");
     } else {
       mor_buf_puts(b, "  MOR_PDL();\n");
     }
-    mor_buf_printf(b, "  %s%s%s%s(", f->tmpl, k->targs[0] ? "<" : "", k->targs, k->targs[0] ? ">" : "");
-    for (int j = 0; j < f->n_params; j++) mor_buf_printf(b, "%sp%d", j ? ", " : "", j);
-    mor_buf_puts(b, ");\n}\n");
+    emit_call(b, f->tmpl, k, f->n_params);
+    mor_buf_puts(b, "}\n");
     k->line1 = count_lines(b) - 1;
   }
   mor_buf_puts(b, "\n#ifdef MORC_EMU\n");

@@ -17,28 +17,25 @@ fail() { echo "FAIL: $*"; exit 1; }
 "$morc" build "$model" --target cuda --no-mma --emit=plan -o "$tmp/plan.txt" || fail "morc build --emit=plan"
 "$cxx" -std=c++17 -O1 -fPIC -shared -w -include "$emuh" -x c++ "$tmp/k.cu" -o "$tmp/k.so" || fail "compiling the kernels"
 export MORRT_CUDA_DRIVER=$driver MORC_EMU_KERNELS=$tmp/k.so
-expect() { # code pattern command...
-  local code=$1 pat=$2; shift 2
-  "$@" > "$tmp/out.txt" 2> "$tmp/err.txt"
-  local rc=$?
-  [ "$rc" = "$code" ] || { cat "$tmp/err.txt"; fail "'$*' exited $rc, expected $code"; }
-  grep -q -- "$pat" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "'$*' did not say '$pat'"; }
-  [ -e "$tmp/o.npy" ] && fail "'$*' wrote logits after a CUDA error"
+. "$(dirname "$0")/expect.sh"
+expect_fails() { # expect, and no logits were written
+  expect "$@"
+  [ -e "$tmp/o.npy" ] && fail "'${*:3}' wrote logits after a CUDA error"
   return 0
 }
 # the plan's 4th step (index 3), as --emit=plan lists it: its label and its kernel for 5 tokens (one variant)
 step3=$(awk '$1 == "3" {print $2; exit}' "$tmp/plan.txt")
 [ -n "$step3" ] || fail "no step 3 in the plan"
-expect 3 "CUDA_ERROR_ILLEGAL_ADDRESS.*--sync-steps names" env MORC_EMU_FAULT=4 "$tmp/m" --tokens 1,2,3,4,5 --logits "$tmp/o.npy"
+expect_fails 3 "CUDA_ERROR_ILLEGAL_ADDRESS.*--sync-steps names" env MORC_EMU_FAULT=4 "$tmp/m" --tokens 1,2,3,4,5 --logits "$tmp/o.npy"
 echo "ok: a faulting kernel: exit 3, the driver's error, the hint"
-expect 3 "running step 3 ($step3.*for 5 tokens: CUDA_ERROR_ILLEGAL_ADDRESS" \
+expect_fails 3 "running step 3 ($step3.*for 5 tokens: CUDA_ERROR_ILLEGAL_ADDRESS" \
   env MORC_EMU_FAULT=4 "$tmp/m" --tokens 1,2,3,4,5 --sync-steps --logits "$tmp/o.npy"
 echo "ok: --sync-steps names step 3 ($step3)"
 # a fault inside the decode graph: the prefill of 4 tokens runs every step once
 n=$(awk '/^# [0-9]+ steps/ {print $2; exit}' "$tmp/plan.txt")
 [ -n "$n" ] || fail "no step count in the plan"
-expect 3 "CUDA_ERROR_ILLEGAL_ADDRESS" env MORC_EMU_FAULT=$((n + 2)) "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --logits "$tmp/o.npy"
-expect 3 "running step 1 (.*for 1 tokens: CUDA_ERROR_ILLEGAL_ADDRESS" \
+expect_fails 3 "CUDA_ERROR_ILLEGAL_ADDRESS" env MORC_EMU_FAULT=$((n + 2)) "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --logits "$tmp/o.npy"
+expect_fails 3 "running step 1 (.*for 1 tokens: CUDA_ERROR_ILLEGAL_ADDRESS" \
   env MORC_EMU_FAULT=$((n + 2)) "$tmp/m" --tokens 1,2,3,4,5 --chunks 4,1 --sync-steps --logits "$tmp/o.npy"
 echo "ok: in a decode step (graph, and --sync-steps)"
 # and without a fault, --sync-steps computes the same logits
@@ -65,6 +62,6 @@ sed 's/MOR_LDG((const float4 \*)((const float \*)wr + k))/MOR_LDG((const float4 
   "$tmp/k.cu" > "$tmp/bad.cu"
 cmp -s "$tmp/k.cu" "$tmp/bad.cu" && fail "the GEMV's float4 load was not found in the generated source (update this test)"
 "$cxx" -std=c++17 -O1 -fPIC -shared -w -include "$emuh" -x c++ "$tmp/bad.cu" -o "$tmp/bad.so" || fail "compiling"
-expect 134 "a 16-byte load from .* which is not 16-byte aligned" \
+expect_fails 134 "a 16-byte load from .* which is not 16-byte aligned" \
   env MORC_EMU_KERNELS="$tmp/bad.so" "$tmp/m" --tokens 1,2,3,4,5 --logits "$tmp/o.npy"
 echo "ok: a misaligned vector load stops the emulation"

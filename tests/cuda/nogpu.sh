@@ -17,13 +17,7 @@ grep -q "launch plan" "$tmp/plan.txt" || fail "--target=cuda did not take the CU
 "$tmp/m" --info > "$tmp/info.txt" || fail "--info"
 grep -q "launches per forward call" "$tmp/info.txt" || fail "--info output"
 
-expect() { # code pattern command...
-  local code=$1 pat=$2; shift 2
-  "$@" > "$tmp/out.txt" 2> "$tmp/err.txt"
-  local rc=$?
-  [ "$rc" = "$code" ] || { cat "$tmp/err.txt"; fail "'$*' exited $rc, expected $code"; }
-  grep -q -- "$pat" "$tmp/err.txt" || { cat "$tmp/err.txt"; fail "'$*' did not say '$pat'"; }
-}
+. "$(dirname "$0")/expect.sh"
 expect 1 "no CUDA driver or GPU found" env MORRT_CUDA_DRIVER=/nonexistent/libcuda.so.1 "$tmp/m" --tokens 1,2,3
 echo "ok: no driver (forced)"
 if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1 '; then
